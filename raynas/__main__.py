@@ -1,0 +1,5 @@
+import sys
+
+from raynas.cli import main
+
+sys.exit(main())

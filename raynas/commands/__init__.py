@@ -1,0 +1,1 @@
+"""One module per ``python -m raynas`` command (see ``raynas.cli``)."""

@@ -1,0 +1,194 @@
+"""Search spaces as data: dimensions grouped into ordered coordinate blocks.
+
+Everything a searcher needs comes from one description — the Ray Tune param
+space, sampling, mutation, neighbourhoods, a stable architecture id and
+validation — so searchers never know which space they search.
+
+An architecture is a plain dict ``{dimension name: value}`` with flat keys;
+it is JSON-serialisable and round-trips through Tune's ``config/...`` columns
+and Parquet (numpy scalars and float drift are normalised by ``validate``).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import math
+import random
+from dataclasses import dataclass
+from typing import Any, Iterator, Mapping, Sequence
+
+from raynas.errors import UserError
+
+Arch = dict[str, Any]
+
+
+class InvalidArchitecture(UserError):
+    """An architecture dict does not fit its search space."""
+
+
+def stepped(low: float, high: float, step: float) -> tuple:
+    """The choices ``(low, high, step)`` of the papers' tables, both ends included."""
+    count = int(round((high - low) / step)) + 1
+    values = [low + i * step for i in range(count)]
+    if all(float(v).is_integer() for v in (low, high, step)):
+        return tuple(int(v) for v in values)
+    return tuple(round(v, 6) for v in values)
+
+
+@dataclass(frozen=True)
+class Dimension:
+    """One searchable choice with ordered values (order defines neighbours)."""
+
+    name: str
+    choices: tuple
+
+    def __post_init__(self) -> None:
+        if len(self.choices) < 2:
+            raise ValueError(f"dimension {self.name!r} needs at least two choices, got {self.choices!r}")
+        if len(set(self.choices)) != len(self.choices):
+            raise ValueError(f"dimension {self.name!r} has repeated choices {self.choices!r}")
+
+    def canonical(self, value: Any) -> Any:
+        """The choice equal to ``value`` (numpy scalars, float drift allowed) or raise."""
+        for choice in self.choices:
+            if isinstance(choice, str) or isinstance(value, str):
+                if value == choice:
+                    return choice
+            elif isinstance(value, (bool,)) or value is None:
+                continue
+            else:
+                try:
+                    if math.isclose(float(value), float(choice), rel_tol=1e-9, abs_tol=1e-9):
+                        return choice
+                except (TypeError, ValueError):
+                    continue
+        raise InvalidArchitecture(
+            f"architecture field {self.name!r} has value {value!r}; allowed values: {list(self.choices)}"
+        )
+
+    def index(self, value: Any) -> int:
+        return self.choices.index(self.canonical(value))
+
+
+@dataclass(frozen=True)
+class Block:
+    """An ordered group of dimensions optimised together (one coordinate of CDS)."""
+
+    name: str
+    dimensions: tuple[Dimension, ...]
+
+
+class SearchSpace:
+    """Dimensions grouped in ordered coordinate blocks; subclasses add a cost model.
+
+    >>> space = SearchSpace("toy", [Block("a", (Dimension("w", (8, 16)),)),
+    ...                             Block("b", (Dimension("k", (3, 5)),))])
+    >>> space.validate({"w": 16, "k": 3})
+    {'w': 16, 'k': 3}
+    """
+
+    name: str = "space"
+
+    def __init__(self, name: str, blocks: Sequence[Block]):
+        self.name = name
+        self.blocks = tuple(blocks)
+        self.dimensions = tuple(d for b in self.blocks for d in b.dimensions)
+        self._by_name = {d.name: d for d in self.dimensions}
+        if len(self._by_name) != len(self.dimensions):
+            raise ValueError(f"space {name!r} repeats a dimension name")
+        self._block_of = {d.name: b.name for b in self.blocks for d in b.dimensions}
+
+    # --- description -----------------------------------------------------
+    @property
+    def block_names(self) -> tuple[str, ...]:
+        return tuple(b.name for b in self.blocks)
+
+    def block(self, name: str) -> Block:
+        for b in self.blocks:
+            if b.name == name:
+                return b
+        raise UserError(f"space {self.name!r} has no coordinate block {name!r}; blocks: {list(self.block_names)}")
+
+    def dimension(self, name: str) -> Dimension:
+        try:
+            return self._by_name[name]
+        except KeyError:
+            raise InvalidArchitecture(
+                f"space {self.name!r} has no dimension {name!r}; dimensions: {list(self._by_name)}"
+            ) from None
+
+    def block_of(self, dimension_name: str) -> str:
+        return self._block_of[dimension_name]
+
+    @property
+    def cardinality(self) -> int:
+        return math.prod(len(d.choices) for d in self.dimensions)
+
+    def to_tune(self) -> dict:
+        """A Ray Tune param space with one ``tune.choice`` per dimension (flat keys)."""
+        from ray import tune
+
+        return {d.name: tune.choice(list(d.choices)) for d in self.dimensions}
+
+    # --- architectures ---------------------------------------------------
+    def validate(self, arch: Mapping[str, Any]) -> Arch:
+        """Return the canonical architecture dict or raise naming the bad field."""
+        if not isinstance(arch, Mapping):
+            raise InvalidArchitecture(f"an architecture must be a mapping of dimension names to values, got {type(arch).__name__}")
+        unknown = sorted(set(arch) - set(self._by_name))
+        if unknown:
+            raise InvalidArchitecture(
+                f"unknown architecture field(s) {unknown} for space {self.name!r}; fields: {list(self._by_name)}"
+            )
+        missing = [d.name for d in self.dimensions if d.name not in arch]
+        if missing:
+            raise InvalidArchitecture(f"architecture for space {self.name!r} is missing field(s) {missing}")
+        return {d.name: d.canonical(arch[d.name]) for d in self.dimensions}
+
+    def from_config(self, config: Mapping[str, Any]) -> Arch:
+        """The architecture inside a Tune trial config (extra keys are ignored)."""
+        return self.validate({d.name: config[d.name] for d in self.dimensions if d.name in config})
+
+    def arch_id(self, arch: Mapping[str, Any]) -> str:
+        """A stable 16-hex-digit id: same architecture, same id, on any machine."""
+        canon = self.validate(arch)
+        payload = json.dumps([self.name, [[k, canon[k]] for k in sorted(canon)]], separators=(",", ":"))
+        return hashlib.sha1(payload.encode()).hexdigest()[:16]
+
+    def min_arch(self) -> Arch:
+        return {d.name: d.choices[0] for d in self.dimensions}
+
+    def max_arch(self) -> Arch:
+        return {d.name: d.choices[-1] for d in self.dimensions}
+
+    def _dims(self, block: str | None) -> tuple[Dimension, ...]:
+        return self.dimensions if block is None else self.block(block).dimensions
+
+    def sample(self, rng: random.Random, block: str | None = None, base: Mapping[str, Any] | None = None) -> Arch:
+        """Uniform sample; with ``block``, resample only that block of ``base``."""
+        arch = dict(self.validate(base)) if base is not None else {}
+        for d in self._dims(block) if base is not None else self.dimensions:
+            arch[d.name] = rng.choice(d.choices)
+        return arch
+
+    def mutate(self, arch: Mapping[str, Any], rng: random.Random, block: str | None = None) -> Arch:
+        """Change one dimension (of ``block``, if given) to a different value."""
+        child = dict(self.validate(arch))
+        dim = rng.choice(self._dims(block))
+        child[dim.name] = rng.choice([c for c in dim.choices if c != child[dim.name]])
+        return child
+
+    def neighbours(self, arch: Mapping[str, Any], block: str | None = None) -> Iterator[Arch]:
+        """Architectures one step up or down one ordered dimension (of ``block``)."""
+        canon = self.validate(arch)
+        for d in self._dims(block):
+            i = d.index(canon[d.name])
+            for j in (i - 1, i + 1):
+                if 0 <= j < len(d.choices):
+                    yield canon | {d.name: d.choices[j]}
+
+    # --- cost --------------------------------------------------------------
+    def cost(self, arch: Mapping[str, Any]) -> dict[str, float]:
+        """Analytic cost of an architecture (e.g. params, flops); per space."""
+        raise NotImplementedError(f"space {self.name!r} has no analytic cost model")
