@@ -1,0 +1,1 @@
+"""Turning Tune sweep results into tables, Pareto fronts, comparisons, plots and a report."""

@@ -1,0 +1,184 @@
+"""Pareto fronts and 2-D hypervolume over a sweep's trials, each objective with its own direction.
+
+An objective is a ``(column, mode)`` pair with mode ``"max"`` (mIoU, accuracy)
+or ``"min"`` (FLOPs, latency). Internally every objective is turned into a
+cost to minimise (``"max"`` columns are negated).
+
+Ties and duplicates: a point dominates another when it is no worse in every
+objective and strictly better in at least one, so two points with equal
+objective values never dominate each other and both stay on the front.
+
+Hypervolume is compared across searchers on *normalised* objectives: the
+Pareto front of all feasible trials of the sweep (all searchers and seeds
+together) gives each objective's best value (ideal point, maps to 0) and worst
+value on that front (nadir point, maps to 1), as a cost to minimise. The
+reference point sits at ``1 + margin`` in every objective (default margin
+0.1), so the largest possible hypervolume is ``(1 + margin) ** 2`` and
+trials worse than the nadir by more than the margin add nothing. A reference
+point given in raw units is normalised the same way.
+"""
+
+from __future__ import annotations
+
+from typing import Mapping, Sequence
+
+import numpy as np
+import pandas as pd
+
+from raynas.errors import UserError, check_choice
+
+Objective = tuple[str, str]
+MODES = ("max", "min")
+
+
+def _signs(modes: Sequence[str]) -> np.ndarray:
+    return np.array([-1.0 if check_choice("mode", m, MODES) == "max" else 1.0 for m in modes])
+
+
+def non_dominated(values, modes: Sequence[str]) -> np.ndarray:
+    """Boolean mask of the rows of ``values`` (n × k) that no other row dominates.
+
+    Rows with a NaN or infinite value are never on the front.
+    """
+    points = np.asarray(values, dtype=float)
+    if points.ndim != 2 or points.shape[1] != len(modes):
+        raise ValueError(f"values must be (n, {len(modes)}), got shape {points.shape}")
+    costs = points * _signs(modes)
+    keep = np.zeros(len(points), dtype=bool)
+    candidates = np.flatnonzero(np.isfinite(costs).all(axis=1))
+    if costs.shape[1] == 2:
+        # Sorted by (x, y), a distinct point is on the front iff its y is below every earlier y;
+        # duplicates share the verdict of their distinct point.
+        distinct, inverse = np.unique(costs[candidates], axis=0, return_inverse=True)
+        earlier_min = np.minimum.accumulate(np.concatenate(([np.inf], distinct[:-1, 1])))
+        keep[candidates] = (distinct[:, 1] < earlier_min)[inverse.ravel()]
+        return keep
+    # In lexicographic order a dominating point always comes before the points it
+    # dominates, and a dominated point's dominator is itself dominated by a front
+    # member (transitivity), so comparing each point with the front so far suffices.
+    ordered = candidates[np.lexsort(costs[candidates].T[::-1])]
+    front = np.empty((0, costs.shape[1]))
+    for i in ordered:
+        c = costs[i]
+        if (np.all(front <= c, axis=1) & np.any(front < c, axis=1)).any():
+            continue
+        keep[i] = True
+        front = np.vstack([front, c])
+    return keep
+
+
+def check_columns(df: pd.DataFrame, columns: Sequence[str]) -> None:
+    """Raise a UserError naming the columns of ``columns`` that ``df`` lacks."""
+    missing = [c for c in columns if c not in df.columns]
+    if missing:
+        raise UserError(f"results lack columns {missing}; they have {sorted(map(str, df.columns))}")
+
+
+def is_feasible(df: pd.DataFrame) -> pd.Series:
+    """Which trials are feasible: ``feasible`` is True (a missing value is not); all without the column."""
+    if "feasible" not in df.columns:
+        return pd.Series(True, index=df.index)
+    return df["feasible"].eq(True)
+
+
+def feasible_rows(df: pd.DataFrame, columns: Sequence[str] = ()) -> pd.DataFrame:
+    """The feasible trials with finite values in ``columns``."""
+    check_columns(df, columns)
+    rows = df[is_feasible(df)]
+    values = rows[list(columns)].astype(float)
+    return rows[np.isfinite(values.to_numpy()).all(axis=1)]
+
+
+def pareto_front(df: pd.DataFrame, objectives: Sequence[Objective]) -> pd.DataFrame:
+    """The feasible, non-dominated rows of ``df``, sorted by the first objective's column."""
+    columns = [c for c, _ in objectives]
+    rows = feasible_rows(df, columns)
+    mask = non_dominated(rows[columns].to_numpy(dtype=float), [m for _, m in objectives])
+    return rows[mask].sort_values(columns, kind="stable")
+
+
+def hypervolume_2d(points, modes: Sequence[str], reference: Sequence[float]) -> float:
+    """Exact area dominated by ``points`` (n × 2) and bounded by ``reference``.
+
+    Points not strictly better than the reference in both objectives add nothing.
+    """
+    if len(modes) != 2 or len(reference) != 2:
+        raise UserError(f"hypervolume_2d needs exactly 2 objectives, got modes={list(modes)}")
+    signs = _signs(modes)
+    costs = np.asarray(points, dtype=float).reshape(-1, 2) * signs
+    ref = np.asarray(reference, dtype=float) * signs
+    costs = costs[np.isfinite(costs).all(axis=1) & (costs < ref).all(axis=1)]
+    if len(costs) == 0:
+        return 0.0
+    front = costs[non_dominated(costs, ("min", "min"))]
+    front = front[np.argsort(front[:, 0], kind="stable")]  # x ascending, so y descending
+    next_x = np.append(front[1:, 0], ref[0])
+    return float(np.sum((next_x - front[:, 0]) * (ref[1] - front[:, 1])))
+
+
+def objective_bounds(df: pd.DataFrame, objectives: Sequence[Objective]) -> dict[str, tuple[float, float]]:
+    """``{column: (best, worst)}``, the normalisation of hypervolume: the ideal and nadir points
+    of the Pareto front of all feasible trials together.
+
+    Where the front has one value in an objective (e.g. a single point), ``worst``
+    is that objective's worst value over all feasible trials instead.
+    """
+    columns, modes = [c for c, _ in objectives], [m for _, m in objectives]
+    values = feasible_rows(df, columns)[columns].to_numpy(dtype=float)
+    if len(values) == 0:
+        raise UserError("no feasible trial with finite objective values; nothing to normalise")
+    front = values[non_dominated(values, modes)]
+    bounds = {}
+    for j, (column, mode) in enumerate(objectives):
+        best_of, worst_of = (np.max, np.min) if mode == "max" else (np.min, np.max)
+        best, worst = best_of(front[:, j]), worst_of(front[:, j])
+        if worst == best:
+            worst = worst_of(values[:, j])
+        bounds[column] = (float(best), float(worst))
+    return bounds
+
+
+def normalise(values, objectives: Sequence[Objective], bounds: Mapping[str, tuple[float, float]]) -> np.ndarray:
+    """Map raw values (n × k) to costs in which ``best → 0`` and ``worst → 1``.
+
+    An objective whose best equals its worst maps every value to ``value - best``
+    (so to 0 on the data itself).
+    """
+    values = np.asarray(values, dtype=float).reshape(-1, len(objectives))
+    out = np.empty_like(values)
+    for j, (column, _) in enumerate(objectives):
+        best, worst = bounds[column]
+        span = worst - best
+        out[:, j] = (values[:, j] - best) / span if span != 0 else values[:, j] - best
+    return out
+
+
+def hypervolume_table(
+    df: pd.DataFrame,
+    objectives: Sequence[Objective],
+    reference: Sequence[float] | None = None,
+    margin: float = 0.1,
+    bounds: Mapping[str, tuple[float, float]] | None = None,
+) -> pd.DataFrame:
+    """Normalised hypervolume of each (searcher, seed): columns ``searcher, seed, hypervolume``.
+
+    ``bounds`` default to :func:`objective_bounds` over all of ``df``; ``reference``
+    (raw units) defaults to ``1 + margin`` in every normalised objective. A
+    (searcher, seed) without a feasible trial has hypervolume 0.
+    """
+    if len(objectives) != 2:
+        raise UserError(f"hypervolume is computed for 2 objectives, got {[c for c, _ in objectives]}")
+    bounds = dict(bounds) if bounds is not None else objective_bounds(df, objectives)
+    columns = [c for c, _ in objectives]
+    if reference is None:
+        ref = np.full(2, 1.0 + margin)
+    else:
+        ref = normalise([reference], objectives, bounds)[0]
+    runs = df[["searcher", "seed"]].drop_duplicates().sort_values(["searcher", "seed"]).reset_index(drop=True)
+    feasible = feasible_rows(df, columns).groupby(["searcher", "seed"])
+    volumes = {
+        run: hypervolume_2d(normalise(group[columns].to_numpy(dtype=float), objectives, bounds), ("min", "min"), ref)
+        for run, group in feasible
+    }
+    runs["hypervolume"] = [volumes.get((searcher, seed), 0.0) for searcher, seed in zip(runs["searcher"], runs["seed"])]
+    return runs

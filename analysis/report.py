@@ -1,0 +1,292 @@
+"""One self-contained HTML report of a sweep: settings, ranking, plots, best architectures.
+
+Every plot is embedded in the HTML as a base64 ``data:`` URI, so the file opens
+offline on its own, and is also written as a PNG into ``<stem>_plots/`` beside
+the HTML; each embedded image links to its file. :func:`write_report` renders
+everything first and only then replaces the previous report, so a failure
+leaves what was on disk untouched.
+"""
+
+from __future__ import annotations
+
+import base64
+import html
+import json
+import os
+import shutil
+import tempfile
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any, Mapping
+
+import pandas as pd
+
+from analysis.curves import best_so_far, proposal_counts, ranking_table, summarise_curves
+from analysis.pareto import MODES, check_columns, feasible_rows, hypervolume_table, objective_bounds
+from analysis.plots import (
+    curves_figure,
+    hypervolume_figure,
+    label,
+    pareto_figure,
+    searcher_colours,
+    to_png,
+)
+from analysis.regret import optimum as reference_optimum
+from raynas.errors import UserError, check_choice
+
+PARETO_COSTS = ("flops", "latency_ms")
+HYPERVOLUME_COSTS = ("latency_ms", "flops", "params")
+HV_MARGIN = 0.1
+
+
+@dataclass(frozen=True)
+class ReportPlot:
+    name: str  # file stem of the PNG
+    title: str
+    caption: str
+    png: bytes
+
+
+@dataclass
+class SweepAnalysis:
+    """What the report shows, computed from the tidy trials table and the sweep settings."""
+
+    metric: str
+    mode: str
+    optimum: float | None
+    ranking: pd.DataFrame
+    proposals: pd.DataFrame
+    best_architectures: pd.DataFrame
+    hypervolume_note: str
+    plots: list[ReportPlot] = field(default_factory=list)
+    skipped: list[tuple[str, str]] = field(default_factory=list)  # (plot name, why)
+
+
+def _present(df: pd.DataFrame, *columns: str) -> bool:
+    """The ``columns`` exist and some feasible trial has finite values in all of them."""
+    return all(c in df.columns for c in columns) and not feasible_rows(df, columns).empty
+
+
+def objective(df: pd.DataFrame, settings: Mapping[str, Any]) -> tuple[str, str]:
+    """The sweep's ``(metric, mode)``: from the settings, else ``miou``/``accuracy``, maximised."""
+    metric = settings.get("metric") or next((c for c in ("miou", "accuracy") if c in df.columns), None)
+    if metric is None:
+        raise UserError(
+            f"settings name no 'metric' and the results have neither 'miou' nor 'accuracy': {sorted(df.columns)}"
+        )
+    mode = check_choice("settings.mode", settings.get("mode", "max"), MODES)
+    check_columns(df, ("searcher", "seed", "order", metric))
+    return metric, mode
+
+
+def best_architectures(df: pd.DataFrame, metric: str, mode: str, top_k: int) -> pd.DataFrame:
+    """The ``top_k`` best feasible architectures (one row per ``arch_id``) with metrics, config and finders."""
+    rows = feasible_rows(df, [metric]).sort_values(metric, ascending=(mode == "min"), kind="stable")
+    if "arch_id" in rows.columns:
+        top = rows.drop_duplicates("arch_id").head(top_k)
+        finders = rows[rows["arch_id"].isin(top["arch_id"])].groupby("arch_id")["searcher"].unique()
+        top = top.assign(found_by=top["arch_id"].map(lambda a: ", ".join(sorted(map(str, finders[a])))))
+    else:
+        top = rows.head(top_k).assign(found_by=lambda r: r["searcher"])
+    columns = ["arch_id"] if "arch_id" in top.columns else []
+    columns += [metric, *(c for c in HYPERVOLUME_COSTS if c in top.columns), "found_by"]
+    columns += [c for c in top.columns if str(c).startswith("config/")]
+    top = top[columns].reset_index(drop=True)
+    top.index = top.index + 1
+    return top.rename_axis("rank").reset_index()
+
+
+def _optimum(df: pd.DataFrame, settings: Mapping[str, Any]) -> tuple[float | None, str]:
+    """The reference best value for regret and what it is (see ``analysis.regret.optimum``), or None and why."""
+    try:
+        value, source = reference_optimum(dict(settings), df)
+    except UserError as err:
+        return None, f"no optimum to measure regret against: {err}"
+    if source == "table":
+        return value, "the best feasible entry of the benchmark table"
+    return value, "the best feasible trial of the sweep"
+
+
+def _pareto_plots(df, metric, mode, colours, constraint) -> tuple[list[ReportPlot], list[tuple[str, str]]]:
+    plots, skipped = [], []
+    better = "higher" if mode == "max" else "lower"
+    for cost in PARETO_COSTS:
+        name = f"pareto_{cost}"
+        if not _present(df, metric, cost):
+            skipped.append((name, f"no feasible trial has both '{metric}' and '{cost}' values"))
+            continue
+        limit = constraint.get("limit") if constraint.get("metric") == cost else None
+        caption = (
+            f"Feasible trials of all seeds (faint) and each searcher's Pareto front over all its seeds "
+            f"({label(metric)}: {better} is better, {label(cost)}: lower is better)."
+        )
+        fig = pareto_figure(df, metric, mode, cost, colours, limit=limit)
+        plots.append(ReportPlot(name, f"{label(metric)} vs {label(cost)}", caption, to_png(fig)))
+    return plots, skipped
+
+
+def _curve_plots(curves: pd.DataFrame, metric: str, optimum, optimum_source: str, colours) -> list[ReportPlot]:
+    title = f"Best {label(metric)} so far"
+    caption = (
+        "Mean over seeds of the best feasible value found after n feasible evaluations; the band spans "
+        "the 25th to 75th percentile over seeds; each curve ends where its shortest seed ends."
+    )
+    fig = curves_figure(summarise_curves(curves), label(metric), colours, title, optimum)
+    plots = [ReportPlot("best_so_far", title, caption, to_png(fig))]
+    if optimum is not None:
+        fig = curves_figure(summarise_curves(curves, "regret"), "regret", colours, f"Regret (optimum {optimum:g})")
+        caption = (
+            f"Mean over seeds of the distance from the optimum {optimum:g} ({optimum_source}) "
+            "after n feasible evaluations, with the interquartile band."
+        )
+        plots.append(ReportPlot("regret", "Regret", caption, to_png(fig)))
+    return plots
+
+
+def _hypervolumes(df, metric, mode, cost, colours) -> tuple[pd.DataFrame, ReportPlot, str]:
+    objectives = [(metric, mode), (cost, "min")]
+    bounds = objective_bounds(df, objectives)
+    hypervolumes = hypervolume_table(df, objectives, margin=HV_MARGIN, bounds=bounds)
+    title = f"Hypervolume: {label(metric)} vs {label(cost)}"
+    caption = "Normalised hypervolume per searcher: mean over seeds ± standard deviation, one dot per seed."
+    plot = ReportPlot("hypervolume", title, caption, to_png(hypervolume_figure(hypervolumes, colours, title)))
+    described = "; ".join(f"{c}: {b:.6g} → 0, {w:.6g} → 1" for c, (b, w) in bounds.items())
+    note = (
+        f"Hypervolume of {label(metric)} vs {label(cost)} per seed, on objectives normalised by the ideal and "
+        f"nadir points of the Pareto front of all feasible trials of the sweep ({described}); reference point "
+        f"{1 + HV_MARGIN:g} in both, so the largest possible value is {(1 + HV_MARGIN) ** 2:.4g}."
+    )
+    return hypervolumes, plot, note
+
+
+def analyse(df: pd.DataFrame, settings: Mapping[str, Any], top_k: int = 10) -> SweepAnalysis:
+    """Compute the tables and draw the plots of the report; plots that cannot be drawn are listed with why."""
+    if df.empty:
+        raise UserError("the sweep has no trials")
+    metric, mode = objective(df, settings)
+    optimum, optimum_source = _optimum(df, {**settings, "metric": metric, "mode": mode})
+    colours = searcher_colours(df["searcher"].astype(str).unique())
+    plots, skipped = _pareto_plots(df, metric, mode, colours, settings.get("constraint") or {})
+
+    curves = best_so_far(df, metric, mode, optimum=optimum)
+    if curves.empty:
+        skipped.append(("best_so_far", f"no feasible trial has a '{metric}' value"))
+    else:
+        plots += _curve_plots(curves, metric, optimum, optimum_source, colours)
+    if optimum is None or curves.empty:
+        skipped.append(("regret", optimum_source if optimum is None else "no feasible trial"))
+
+    hypervolumes = None
+    hypervolume_note = ""
+    cost = next((c for c in HYPERVOLUME_COSTS if _present(df, metric, c)), None)
+    if cost is None:
+        skipped.append(("hypervolume", f"no feasible trial has '{metric}' and one of {list(HYPERVOLUME_COSTS)}"))
+    else:
+        hypervolumes, plot, hypervolume_note = _hypervolumes(df, metric, mode, cost, colours)
+        plots.append(plot)
+
+    return SweepAnalysis(
+        metric=metric,
+        mode=mode,
+        optimum=optimum,
+        ranking=ranking_table(df, metric, mode, hypervolumes=hypervolumes, optimum=optimum),
+        proposals=proposal_counts(df),
+        best_architectures=best_architectures(df, metric, mode, top_k),
+        hypervolume_note=hypervolume_note,
+        plots=plots,
+        skipped=skipped,
+    )
+
+
+STYLE = """
+body { font-family: system-ui, sans-serif; margin: 2em auto; max-width: 72em; color: #222; }
+table { border-collapse: collapse; margin: 0.5em 0 1.5em; font-size: 0.9em; }
+th, td { border: 1px solid #ccc; padding: 0.25em 0.6em; text-align: right; }
+th { background: #f2f2f2; }
+td:first-child, th:first-child { text-align: left; }
+figure { display: inline-block; margin: 0 1em 1.5em 0; max-width: 46em; vertical-align: top; }
+figure img { max-width: 100%; }
+figcaption { font-size: 0.85em; color: #555; }
+"""
+
+
+def _table(df: pd.DataFrame) -> str:
+    return df.to_html(index=False, border=0, na_rep="–", float_format=lambda x: f"{x:.4g}")
+
+
+def _settings_table(settings: Mapping[str, Any]) -> str:
+    text = {k: v if isinstance(v, str) else json.dumps(v, default=str) for k, v in settings.items()}
+    rows = "".join(f"<tr><th>{html.escape(str(k))}</th><td>{html.escape(v)}</td></tr>" for k, v in text.items())
+    return f"<table>{rows}</table>"
+
+
+def render_html(analysis: SweepAnalysis, settings: Mapping[str, Any], plots_href: str, source: str) -> str:
+    """The report page; plot ``name`` links to ``{plots_href}/{name}.png``."""
+    e = html.escape
+    figures = "".join(
+        f'<figure id="plot-{e(p.name)}"><a href="{e(plots_href)}/{e(p.name)}.png">'
+        f'<img src="data:image/png;base64,{base64.b64encode(p.png).decode("ascii")}" alt="{e(p.title)}"></a>'
+        f"<figcaption>{e(p.caption)}</figcaption></figure>"
+        for p in analysis.plots
+    )
+    skipped = "".join(f"<li><code>{e(name)}</code>: {e(why)}</li>" for name, why in analysis.skipped)
+    direction = "higher" if analysis.mode == "max" else "lower"
+    generated = datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
+    return f"""<!DOCTYPE html>
+<html lang="en"><head><meta charset="utf-8">
+<title>raynas sweep report: {e(source)}</title><style>{STYLE}</style></head><body>
+<h1>raynas sweep report</h1>
+<p>Sweep <code>{e(source)}</code>, report written {generated}. Objective: <b>{e(analysis.metric)}</b>
+({direction} is better); budgets count feasible evaluations.</p>
+<h2>Settings</h2>
+{_settings_table(settings)}
+<h2>Ranking</h2>
+<p>Per seed, searchers are ranked by their best feasible {e(analysis.metric)} (1 = best, ties share the
+average rank, a run without a feasible trial ranks last); <code>mean_rank</code> averages over seeds.
+{e(analysis.hypervolume_note)}</p>
+{_table(analysis.ranking)}
+<h2>Plots</h2>
+{figures}
+{f"<h3>Plots not drawn</h3><ul>{skipped}</ul>" if skipped else ""}
+<h2>Best architectures found</h2>
+{_table(analysis.best_architectures)}
+<h2>Proposals per searcher</h2>
+<p>All seeds together; infeasible proposals broke the constraint and do not count towards the budget.</p>
+{_table(analysis.proposals)}
+</body></html>
+"""
+
+
+def plots_dir_for(out: Path) -> Path:
+    """Where the PNGs of the report ``out`` go: ``<stem>_plots/`` beside it."""
+    return out.with_name(f"{out.stem}_plots")
+
+
+def write_report(
+    df: pd.DataFrame, settings: Mapping[str, Any], out: str | Path, top_k: int = 10, source: str = ""
+) -> Path:
+    """Write the HTML report to ``out`` and its PNGs to ``<stem>_plots/``; return ``out``."""
+    out = Path(out)
+    if out.is_dir():
+        raise UserError(f"--out {out}: is a directory; give the path of the HTML file to write")
+    plots_dir = plots_dir_for(out)
+    if plots_dir.exists() and (not plots_dir.is_dir() or any(p.suffix != ".png" for p in plots_dir.iterdir())):
+        raise UserError(f"{plots_dir}: exists and is not a folder of report plots; choose another --out")
+    analysis = analyse(df, settings, top_k)
+    page = render_html(analysis, settings, plots_dir.name, source or str(out.parent))
+
+    out.parent.mkdir(parents=True, exist_ok=True)
+    staging = Path(tempfile.mkdtemp(prefix=f".{out.stem}.", dir=out.parent))
+    try:
+        (staging / "plots").mkdir()
+        for plot in analysis.plots:
+            (staging / "plots" / f"{plot.name}.png").write_bytes(plot.png)
+        (staging / "report.html").write_text(page, encoding="utf-8")
+        if plots_dir.exists():
+            plots_dir.rename(staging / "old_plots")
+        (staging / "plots").rename(plots_dir)
+        os.replace(staging / "report.html", out)
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)
+    return out

@@ -1,0 +1,243 @@
+"""The HTML report: written, self-contained, every plot referenced and present; the report command's errors."""
+
+from __future__ import annotations
+
+import base64
+from html.parser import HTMLParser
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from analysis.report import plots_dir_for, write_report
+from raynas.cli import main
+from raynas.errors import UserError
+
+SETTINGS = {
+    "space": "toy",
+    "metric": "accuracy",
+    "mode": "max",
+    "constraint": {"metric": "latency_ms", "limit": 20.0},
+    "budget": 12,
+    "seeds": [0, 1],
+    "searchers": ["cds", "random", "optuna"],
+}
+
+
+def make_sweep(seed: int = 0) -> pd.DataFrame:
+    """A small tidy sweep table in the loader's schema; only optuna proposes architectures over the latency limit."""
+    rng = np.random.default_rng(seed)
+    rows = []
+    for searcher in SETTINGS["searchers"]:
+        for run in SETTINGS["seeds"]:
+            order = 0
+            feasible_count = 0
+            while feasible_count < SETTINGS["budget"]:
+                order += 1
+                ops = rng.integers(0, 5, size=3)
+                latency = 2.0 + 4.0 * ops.sum() / 3 + rng.uniform(0, 14 if searcher == "optuna" else 2)
+                feasible = bool(latency <= SETTINGS["constraint"]["limit"])
+                feasible_count += feasible
+                rows.append(
+                    {
+                        "searcher": searcher,
+                        "seed": run,
+                        "order": order,
+                        "trial_id": f"{searcher}_{run}_{order}",
+                        "arch_id": "".join(map(str, ops)).rjust(16, "0"),
+                        **{f"config/op_{i}": int(op) for i, op in enumerate(ops)},
+                        "accuracy": 80.0 + 2.0 * ops.sum() / 3 + rng.normal(0, 1),
+                        "latency_ms": latency,
+                        "flops": 1e6 * (1 + ops.sum()),
+                        "params": 1e4 * (1 + ops.sum()),
+                        "feasible": feasible,
+                        "wall_time_s": 0.01,
+                    }
+                )
+    return pd.DataFrame(rows)
+
+
+class ReportParser(HTMLParser):
+    """Collects every ``<img>`` ``src`` with the ``href`` of its enclosing ``<a>``, and the tables' cell texts."""
+
+    def __init__(self):
+        super().__init__()
+        self.images: list[tuple[str, str]] = []  # (href of the enclosing link, img src)
+        self.tables: list[list[list[str]]] = []
+        self._href = None
+        self._cell = None
+
+    def handle_starttag(self, tag, attrs):
+        attrs = dict(attrs)
+        if tag == "a":
+            self._href = attrs.get("href")
+        elif tag == "img":
+            self.images.append((self._href, attrs["src"]))
+        elif tag == "table":
+            self.tables.append([])
+        elif tag == "tr":
+            self.tables[-1].append([])
+        elif tag in ("td", "th"):
+            self._cell = ""
+
+    def handle_data(self, data):
+        if self._cell is not None:
+            self._cell += data
+
+    def handle_endtag(self, tag):
+        if tag == "a":
+            self._href = None
+        elif tag in ("td", "th"):
+            self.tables[-1][-1].append(self._cell.strip())
+            self._cell = None
+
+
+def parse(html_path: Path) -> ReportParser:
+    parser = ReportParser()
+    parser.feed(html_path.read_text(encoding="utf-8"))
+    return parser
+
+
+def check_plots_referenced(html_path: Path) -> set[str]:
+    """Every PNG beside the report is linked, every linked PNG exists and equals the embedded image."""
+    images = parse(html_path).images
+    plots_dir = plots_dir_for(html_path)
+    written = {p.name for p in plots_dir.glob("*")}
+    linked = set()
+    for href, src in images:
+        assert href is not None and src.startswith("data:image/png;base64,")
+        path = html_path.parent / href
+        assert path.parent == plots_dir and path.is_file(), href
+        embedded = base64.b64decode(src.split(",", 1)[1])
+        assert embedded.startswith(b"\x89PNG\r\n\x1a\n") and embedded == path.read_bytes()
+        linked.add(path.name)
+    assert linked == written and len(images) == len(written)
+    return written
+
+
+def test_report_written_with_every_plot_referenced(tmp_path):
+    df = make_sweep()
+    out = write_report(df, SETTINGS, tmp_path / "report.html", top_k=5)
+    text = out.read_text(encoding="utf-8")
+    assert len(text) > 10_000
+    plots = check_plots_referenced(out)
+    assert plots == {"pareto_flops.png", "pareto_latency_ms.png", "best_so_far.png", "regret.png", "hypervolume.png"}
+    assert "Plots not drawn" not in text
+    # the best feasible architecture and the infeasible counts are in the report
+    best = df[df.feasible].sort_values("accuracy", ascending=False).iloc[0]
+    assert best["arch_id"] in text
+    proposals = {row[0]: row[1:] for row in parse(out).tables[-1][1:]}  # the last table, minus its header
+    optuna = df[df.searcher == "optuna"]
+    infeasible = int((~optuna.feasible).sum())
+    assert infeasible > 0
+    assert proposals["optuna"] == ["2", str(len(optuna)), "24", str(infeasible)]
+    assert proposals["cds"] == ["2", "24", "24", "0"]
+    settings = {row[0]: row[1] for row in parse(out).tables[0]}
+    assert settings["space"] == "toy" and settings["constraint"] == '{"metric": "latency_ms", "limit": 20.0}'
+    # without a benchmark table, regret is measured against the best feasible trial of the sweep
+    assert f"optimum {best['accuracy']:g} (the best feasible trial of the sweep)" in text
+
+
+def test_report_skips_absent_columns_and_replaces_old_plots(tmp_path):
+    out = tmp_path / "sweep" / "report.html"
+    write_report(make_sweep(), SETTINGS, out)
+    assert len(list(plots_dir_for(out).glob("*.png"))) == 5
+    # without latency, FLOPs or parameters neither Pareto fronts nor hypervolume can be drawn
+    bare = make_sweep().drop(columns=["latency_ms", "flops", "params"])
+    write_report(bare, {**SETTINGS, "constraint": None}, out)
+    assert check_plots_referenced(out) == {"best_so_far.png", "regret.png"}
+    text = out.read_text(encoding="utf-8")
+    for skipped in ("pareto_flops", "pareto_latency_ms", "hypervolume"):
+        assert f"<li><code>{skipped}</code>" in text
+    assert not [p for p in out.parent.iterdir() if p.name.startswith(".")]  # no staging left behind
+
+
+def test_report_regret_against_the_benchmark_table(tmp_path, nb201_table):
+    settings = {
+        **SETTINGS,
+        "benchmark": "nb201",
+        "table": str(nb201_table),
+        "accuracy_column": "cifar10_test_acc",
+        "latency_column": "lat_raspi4_ms",
+    }
+    table = pd.read_parquet(nb201_table)
+    optimum = table.loc[table["lat_raspi4_ms"] <= 20.0, "cifar10_test_acc"].max()
+    out = write_report(make_sweep(), settings, tmp_path / "r.html")
+    assert f"optimum {optimum:g} (the best feasible entry of the benchmark table)" in out.read_text(encoding="utf-8")
+    assert "regret.png" in check_plots_referenced(out)
+
+
+def test_report_minimised_metric_and_single_seed(tmp_path):
+    df = make_sweep()
+    df = df[df.seed == 0].rename(columns={"accuracy": "error"}).assign(error=lambda d: 100 - d["error"])
+    out = write_report(df, {"metric": "error", "mode": "min"}, tmp_path / "r.html")
+    assert check_plots_referenced(out) >= {"best_so_far.png", "hypervolume.png"}
+
+
+def test_report_without_feasible_trials_draws_nothing(tmp_path):
+    df = make_sweep().assign(feasible=False)
+    out = write_report(df, SETTINGS, tmp_path / "r.html")
+    assert check_plots_referenced(out) == set()
+    proposals = {row[0]: row[1:] for row in parse(out).tables[-1][1:]}
+    assert proposals["cds"] == ["2", "24", "0", "24"]
+    text = out.read_text(encoding="utf-8")
+    for skipped in ("pareto_flops", "pareto_latency_ms", "best_so_far", "regret", "hypervolume"):
+        assert f"<li><code>{skipped}</code>" in text
+
+
+def test_report_bad_input_writes_nothing(tmp_path):
+    out = tmp_path / "report.html"
+    with pytest.raises(UserError, match="no trials"):
+        write_report(make_sweep().iloc[:0], SETTINGS, out)
+    with pytest.raises(UserError, match="settings.mode.*allowed values"):
+        write_report(make_sweep(), {**SETTINGS, "mode": "maximise"}, out)
+    with pytest.raises(UserError, match=r"lack columns \['order'\]"):
+        write_report(make_sweep().drop(columns="order"), SETTINGS, out)
+    with pytest.raises(UserError, match="is a directory"):
+        write_report(make_sweep(), SETTINGS, tmp_path)
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_report_command_errors_on_missing_or_empty_dir(tmp_path, capsys):
+    assert main(["report", str(tmp_path / "missing")]) == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and "missing" in err
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    assert main(["report", str(empty)]) == 2
+    assert len(capsys.readouterr().err.strip().splitlines()) == 1
+    assert list(empty.iterdir()) == []
+
+
+def test_report_command_reads_trials_parquet(tmp_path, capsys):
+    from analysis.results import write_trials
+
+    write_trials(make_sweep(), tmp_path / "trials.parquet", SETTINGS)
+    assert main(["report", str(tmp_path), "--top-k", "3"]) == 0
+    out = Path(capsys.readouterr().out.strip())
+    assert out == tmp_path / "report.html"
+    assert len(check_plots_referenced(out)) == 5
+    assert len(parse(out).tables[2]) == 1 + 3  # header + top 3 architectures
+    custom = tmp_path / "elsewhere" / "sweep.html"
+    assert main(["report", str(tmp_path), "--out", str(custom)]) == 0
+    assert Path(capsys.readouterr().out.strip()) == custom and (custom.parent / "sweep_plots").is_dir()
+    assert main(["report", str(tmp_path), "--top-k", "0"]) == 2
+    assert "--top-k" in capsys.readouterr().err
+
+
+@pytest.mark.slow
+def test_report_of_an_unfinished_sweep_reads_tune_results(tmp_path, nb201_table, capsys):
+    """A sweep whose trials.parquet is not written yet is read from Tune's experiments, to the same report."""
+    sweep = tmp_path / "sweep"
+    args = ["sweep", "--table", str(nb201_table), "--accuracy-column", "cifar10_test_acc",
+            "--latency-column", "lat_raspi4_ms", "--max-latency", "20", "--searchers", "random,optuna",
+            "--budget", "4", "--seeds", "1", "--max-concurrent-trials", "2", "--out", str(sweep)]
+    assert main(args) == 0
+    assert main(["report", str(sweep), "--out", str(tmp_path / "from_parquet.html")]) == 0
+    (sweep / "trials.parquet").unlink()
+    assert main(["report", str(sweep), "--out", str(tmp_path / "from_tune.html")]) == 0
+    capsys.readouterr()
+    tables = [parse(tmp_path / name).tables for name in ("from_parquet.html", "from_tune.html")]
+    assert tables[0] == tables[1] and len(tables[0][2]) > 1
+    assert check_plots_referenced(tmp_path / "from_tune.html") >= {"pareto_latency_ms.png", "best_so_far.png"}
