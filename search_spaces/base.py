@@ -16,6 +16,7 @@ import json
 import math
 import random
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any, Iterator, Mapping, Sequence
 
 from raynas.errors import UserError
@@ -161,6 +162,28 @@ class SearchSpace:
 
     def max_arch(self) -> Arch:
         return {d.name: d.choices[-1] for d in self.dimensions}
+
+    ARCH_NAMES = ("min", "max", "random")
+
+    def arch_from_name(self, name: str, seed: int | None = None) -> Arch:
+        """``min``, ``max``, ``random`` (with ``seed``) or a path to a JSON architecture
+        (a dict, or an object with an ``"arch"`` dict); spaces may add named architectures."""
+        if name == "min":
+            return self.min_arch()
+        if name == "max":
+            return self.max_arch()
+        if name == "random":
+            return self.sample(random.Random(seed))
+        path = Path(name)
+        if not path.is_file():
+            raise UserError(f"architecture {name!r} is neither a name ({list(self.ARCH_NAMES)}) nor an existing JSON file")
+        try:
+            data = json.loads(path.read_text())
+        except json.JSONDecodeError as err:
+            raise UserError(f"architecture file {name}: not valid JSON ({err})") from None
+        if isinstance(data, dict) and isinstance(data.get("arch"), dict):
+            data = data["arch"]
+        return self.validate(data)
 
     def _dims(self, block: str | None) -> tuple[Dimension, ...]:
         return self.dimensions if block is None else self.block(block).dimensions

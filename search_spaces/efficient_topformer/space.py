@@ -1,0 +1,151 @@
+"""The Efficient-TopFormer search space (Table 1 of the paper) and its analytic cost.
+
+Coordinate blocks, in order:
+
+- ``cnn``: ``stem_width``; for MBConv-i (i = 1..5) ``mbi_width``, ``mbi_depth``,
+  ``mbi_kernel`` and (i ≥ 2) ``mbi_expand``. MBConv-1's expand ratio is the
+  constant 1, the stem is one 3x3 conv.
+- ``vit``: for ViT stage i (i = 1..4) ``viti_heads``, ``viti_key_dim``,
+  ``viti_attn_ratio`` (value dim = int(ratio × key dim)), ``viti_mlp_ratio``
+  (MLP hidden = int(ratio × token width)), ``viti_depth``.
+
+Not searched: the injection and head width ``head_channels`` (a space option)
+and the token pooling stride (2, as TopFormer). ``head_channels`` defaults to
+128, TopFormer-T's width: at 512x512 the space then spans 0.37–4.07 GMACs (median
+of uniform samples 1.25 G), so the paper's tightest targets (0.6 G; 0.5 G at
+448x448) stay reachable; with 192 (256) the smallest sub-network alone costs
+0.51 (0.68) G.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Mapping
+
+from raynas.errors import check_positive
+from search_spaces.base import Arch, Block, Dimension, SearchSpace, stepped
+from search_spaces.efficient_topformer import reference
+from search_spaces.efficient_topformer.network import (
+    TopFormerNet,
+    TopFormerSpec,
+    TransformerSpec,
+    mbconv_stage,
+    spec_cost,
+    total_cost,
+)
+
+KERNELS = (3, 5)
+# (width choices, depth choices, expand choices or the constant, stride of the first block)
+MBCONV_TABLE = (
+    ((16, 24), (1, 2), 1, 1),
+    (stepped(16, 40, 8), (1, 2, 3), (3, 4, 5), 2),
+    (stepped(24, 72, 8), (1, 2, 3), (2, 3, 4, 5), 2),
+    (stepped(56, 136, 8), (1, 2, 3), (2, 3, 4, 5), 2),
+    (stepped(88, 176, 8), (1, 2, 3, 4), (4, 5, 6, 7), 2),
+)
+STEM_WIDTHS = (16, 24)
+VIT_STAGES = 4
+VIT_TABLE = {
+    "heads": stepped(2, 12, 2),
+    "key_dim": stepped(12, 20, 2),
+    "attn_ratio": stepped(1.6, 2.4, 0.2),
+    "mlp_ratio": stepped(1.6, 2.4, 0.2),
+    "depth": (1, 2),
+}
+DEFAULT_HEAD_CHANNELS = 128
+
+
+def _dimensions() -> tuple[Block, Block]:
+    cnn = [Dimension("stem_width", STEM_WIDTHS)]
+    for i, (widths, depths, expands, _) in enumerate(MBCONV_TABLE, start=1):
+        cnn += [Dimension(f"mb{i}_width", widths), Dimension(f"mb{i}_depth", depths), Dimension(f"mb{i}_kernel", KERNELS)]
+        if isinstance(expands, tuple):
+            cnn.append(Dimension(f"mb{i}_expand", expands))
+    vit = [Dimension(f"vit{i}_{field}", choices) for i in range(1, VIT_STAGES + 1) for field, choices in VIT_TABLE.items()]
+    return Block("cnn", tuple(cnn)), Block("vit", tuple(vit))
+
+
+class EfficientTopFormerSpace(SearchSpace):
+    """Table 1 of Efficient-TopFormer, with a TopFormer network around it (see ``network``)."""
+
+    def __init__(self, head_channels: int = DEFAULT_HEAD_CHANNELS, pool_stride: int = 2):
+        super().__init__("efficient_topformer", _dimensions())
+        self.head_channels = int(check_positive("head_channels", head_channels))
+        self.pool_stride = int(check_positive("pool_stride", pool_stride))
+        self._exact = {d.name: {c: c for c in d.choices} for d in self.dimensions}
+
+    def validate(self, arch: Mapping[str, Any]) -> Arch:
+        """``SearchSpace.validate`` with a fast path for values that are exactly choices
+        (the cost model checks thousands of architectures per second)."""
+        if isinstance(arch, Mapping) and len(arch) == len(self._exact):
+            try:
+                canon = {}
+                for name, choices in self._exact.items():
+                    value = arch[name]
+                    if value.__class__ is bool:
+                        break
+                    canon[name] = choices[value]
+                else:
+                    return canon
+            except (KeyError, TypeError):
+                pass
+        return super().validate(arch)
+
+    # --- architecture → network -----------------------------------------------
+    def spec(self, arch: Mapping[str, Any], num_classes: int = 150) -> TopFormerSpec:
+        """The per-layer spec of an architecture (validated)."""
+        return self._spec(self.validate(arch), num_classes)
+
+    def _spec(self, a: Arch, num_classes: int) -> TopFormerSpec:
+        stages, channels = [], a["stem_width"]
+        for i, (_, _, expands, stride) in enumerate(MBCONV_TABLE, start=1):
+            width, kernel = a[f"mb{i}_width"], a[f"mb{i}_kernel"]
+            expand = a[f"mb{i}_expand"] if isinstance(expands, tuple) else expands
+            rows = [(kernel, expand, width, stride)] + [(kernel, expand, width, 1)] * (a[f"mb{i}_depth"] - 1)
+            stages.append(mbconv_stage(channels, rows))
+            channels = width
+        vit = []
+        for i in range(1, VIT_STAGES + 1):
+            block = TransformerSpec(a[f"vit{i}_heads"], a[f"vit{i}_key_dim"], a[f"vit{i}_attn_ratio"], a[f"vit{i}_mlp_ratio"])
+            vit.append((block,) * a[f"vit{i}_depth"])
+        return TopFormerSpec(a["stem_width"], tuple(stages), tuple(vit), self.head_channels, num_classes, self.pool_stride)
+
+    # --- cost ---------------------------------------------------------------------
+    def cost_breakdown(
+        self, arch: Mapping[str, Any], resolution: int | tuple[int, int] = 512, num_classes: int = 150
+    ) -> dict[str, dict[str, int]]:
+        """Params and FLOPs (multiply-accumulates) per part: stem, mb1..mb5, vit1..vit4, injection, head."""
+        return spec_cost(self.spec(arch, num_classes), resolution)
+
+    def cost(self, arch: Mapping[str, Any], resolution: int | tuple[int, int] = 512, num_classes: int = 150) -> dict[str, int]:
+        """Total params and FLOPs (multiply-accumulates), analytic: no model is built."""
+        return total_cost(self.cost_breakdown(arch, resolution, num_classes))
+
+    # --- networks -------------------------------------------------------------------
+    def build_model(self, arch: Mapping[str, Any], num_classes: int = 150) -> TopFormerNet:
+        """A freshly initialised static network of ``arch`` (no supernet weights)."""
+        return TopFormerNet(self.spec(arch, num_classes))
+
+    def build_supernet(self, num_classes: int):
+        """The elastic supernet holding the largest weights (see ``supernet``)."""
+        from search_spaces.efficient_topformer.supernet import TopFormerSupernet
+
+        return TopFormerSupernet(self, num_classes)
+
+    # --- named architectures --------------------------------------------------------
+    REFERENCE_NAMES = reference.REFERENCE_NAMES
+    ARCH_NAMES = SearchSpace.ARCH_NAMES + REFERENCE_NAMES
+
+    def arch_from_name(self, name: str, seed: int | None = None) -> Arch:
+        """As ``SearchSpace.arch_from_name``; a reference name gives its nearest architecture."""
+        if name in reference.REFERENCE_NAMES:
+            return self.validate(reference.nearest_arch(name))
+        return super().arch_from_name(name, seed)
+
+    def reference_in_space(self, name: str) -> bool:
+        """Whether a reference model is exactly the network of an architecture of this space."""
+        nearest = self.spec(reference.nearest_arch(name), num_classes=1)
+        return nearest == reference.reference_spec(name, num_classes=1)
+
+
+def make_space(head_channels: int = DEFAULT_HEAD_CHANNELS, pool_stride: int = 2) -> EfficientTopFormerSpace:
+    return EfficientTopFormerSpace(head_channels=head_channels, pool_stride=pool_stride)
