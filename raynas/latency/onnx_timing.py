@@ -1,0 +1,175 @@
+"""Export a sub-network to ONNX (driver side, needs torch) and time it with
+ONNX Runtime (device side, needs only onnxruntime and numpy).
+
+The split lets ARM nodes run without torch: the candidate is exported where it
+is built and only the ONNX bytes travel to the measuring node.
+"""
+
+from __future__ import annotations
+
+import io
+import os
+import platform
+import socket
+import time
+import warnings
+from dataclasses import asdict, dataclass
+from typing import Any, Sequence
+
+import numpy as np
+
+from raynas.errors import UserError, check_positive
+
+OPSET = 17
+
+
+def input_size(resolution: int | Sequence[int]) -> tuple[int, int]:
+    """``(height, width)`` from an int (square) or a pair of positive ints."""
+    pair = (resolution, resolution) if isinstance(resolution, int) and not isinstance(resolution, bool) else tuple(resolution)
+    if len(pair) != 2 or not all(isinstance(v, int) and not isinstance(v, bool) and v > 0 for v in pair):
+        raise UserError(f"resolution: must be a positive int or [height, width] of positive ints, got {resolution!r}")
+    return pair
+
+
+@dataclass(frozen=True)
+class TimingSettings:
+    """How a measurement is taken: ONNX Runtime threads, warm-up and timed runs."""
+
+    threads: int = 1
+    warmup: int = 5
+    repeats: int = 20
+
+    def __post_init__(self) -> None:
+        for field in ("threads", "warmup", "repeats"):
+            value = getattr(self, field)
+            if not isinstance(value, int) or isinstance(value, bool):
+                raise UserError(f"latency.{field}: must be an int, got {value!r}")
+            if field != "warmup":
+                check_positive(f"latency.{field}", value)
+            elif value < 0:
+                raise UserError(f"latency.warmup: must be >= 0, got {value!r}")
+
+    def to_dict(self) -> dict[str, int]:
+        return asdict(self)
+
+
+def export_onnx(model, resolution: int | Sequence[int], opset: int = OPSET) -> bytes:
+    """One self-contained ONNX file (weights inside) for input ``(1, 3, H, W)``."""
+    import torch
+
+    height, width = input_size(resolution)
+    buffer = io.BytesIO()
+    was_training = model.training
+    model.eval()
+    try:
+        with torch.no_grad(), warnings.catch_warnings():
+            warnings.filterwarnings("ignore", message=".*legacy TorchScript-based ONNX export.*")
+            torch.onnx.export(
+                model,
+                (torch.zeros(1, 3, height, width),),
+                buffer,
+                dynamo=False,  # the torch.export path needs onnxscript
+                external_data=False,
+                opset_version=opset,
+                input_names=["image"],
+                output_names=["logits"],
+            )
+    finally:
+        model.train(was_training)
+    return buffer.getvalue()
+
+
+def cpu_model() -> str:
+    """The CPU's model name from /proc/cpuinfo (ARM: implementer/part), else platform."""
+    fields: dict[str, str] = {}
+    try:
+        with open("/proc/cpuinfo") as f:
+            for line in f:
+                key, sep, value = line.partition(":")
+                if sep and key.strip() not in fields:
+                    fields[key.strip()] = value.strip()
+    except OSError:
+        pass
+    if "model name" in fields:
+        return fields["model name"]
+    if "CPU implementer" in fields:  # aarch64 Linux lists no model name
+        return f"ARM implementer {fields['CPU implementer']} part {fields.get('CPU part', '?')}"
+    return platform.processor() or platform.machine()
+
+
+def device_facts(threads: int) -> dict[str, Any]:
+    """What identifies the measuring device (and where it ran)."""
+    import onnxruntime
+
+    facts = {
+        "machine": platform.machine(),
+        "cpu_model": cpu_model(),
+        "onnxruntime": onnxruntime.__version__,
+        "threads": threads,
+        "hostname": socket.gethostname(),
+        "cpu_count": os.cpu_count(),
+    }
+    try:
+        import ray
+
+        if ray.is_initialized():
+            facts["node_id"] = ray.get_runtime_context().get_node_id()
+    except ImportError:  # ray is optional for in-process timing
+        pass
+    return facts
+
+
+def device_key(facts: dict[str, Any]) -> str:
+    """Cache key part naming a device class: same key, interchangeable latencies."""
+    return f"{facts['machine']}|{facts['cpu_model']}|onnxruntime {facts['onnxruntime']}|threads {facts['threads']}"
+
+
+def time_onnx(onnx_bytes: bytes, settings: TimingSettings = TimingSettings()) -> dict[str, Any]:
+    """Time one ONNX model on this machine; the input shape is the model's own.
+
+    Returns milliseconds per run (median, p90, IQR, std, min, mean over
+    ``settings.repeats`` timed runs after ``settings.warmup`` untimed ones) and
+    the seconds spent creating the session and running. With one thread the
+    run executes on the calling thread, so ``latency_cpu_ms`` (median CPU time
+    of that thread) is the latency without the time lost to other processes on
+    a shared machine; with more threads it is None.
+    """
+    import onnxruntime as ort
+
+    options = ort.SessionOptions()
+    options.intra_op_num_threads = settings.threads
+    options.inter_op_num_threads = 1
+    options.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
+    options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+    start = time.perf_counter()
+    session = ort.InferenceSession(onnx_bytes, options, providers=["CPUExecutionProvider"])
+    session_s = time.perf_counter() - start
+
+    (inp,) = session.get_inputs()
+    if not all(isinstance(d, int) for d in inp.shape):
+        raise UserError(f"ONNX input {inp.name!r} must have a fixed shape, got {inp.shape}")
+    feed = {inp.name: np.random.default_rng(0).standard_normal(inp.shape, dtype=np.float32)}
+    start = time.perf_counter()
+    for _ in range(settings.warmup):
+        session.run(None, feed)
+    times, cpu_times = np.empty(settings.repeats), np.empty(settings.repeats)
+    for i in range(settings.repeats):
+        t0, c0 = time.perf_counter(), time.thread_time()
+        session.run(None, feed)
+        times[i], cpu_times[i] = time.perf_counter() - t0, time.thread_time() - c0
+    runs_s = time.perf_counter() - start
+    ms = times * 1e3
+    q25, median, q75, p90 = np.percentile(ms, [25, 50, 75, 90])
+    return {
+        "latency_ms": float(median),
+        "latency_p90_ms": float(p90),
+        "latency_iqr_ms": float(q75 - q25),
+        "latency_std_ms": float(ms.std()),
+        "latency_min_ms": float(ms.min()),
+        "latency_mean_ms": float(ms.mean()),
+        "latency_cpu_ms": float(np.median(cpu_times) * 1e3) if settings.threads == 1 else None,
+        "input_shape": list(inp.shape),
+        "session_s": session_s,
+        "runs_s": runs_s,
+        **settings.to_dict(),
+    }
