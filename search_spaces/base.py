@@ -23,6 +23,10 @@ from raynas.errors import UserError
 
 Arch = dict[str, Any]
 
+# How FLOPs are counted (``search_spaces.flop_counter`` describes both): multiply-accumulates,
+# or mmcv's get_flops (+ BatchNorm, activation and bias elements; TopFormer's published figures).
+FLOP_CONVENTIONS = ("macs", "mmcv")
+
 
 class InvalidArchitecture(UserError):
     """An architecture dict does not fit its search space."""
@@ -99,6 +103,8 @@ class SearchSpace:
         if len(self._by_name) != len(self.dimensions):
             raise ValueError(f"space {name!r} repeats a dimension name")
         self._block_of = {d.name: b.name for b in self.blocks for d in b.dimensions}
+        # value -> choice per dimension: equal values hash alike (16.0, numpy.int64(16) find 16)
+        self._exact = {d.name: {c: c for c in d.choices} for d in self.dimensions}
 
     # --- description -----------------------------------------------------
     @property
@@ -134,7 +140,24 @@ class SearchSpace:
 
     # --- architectures ---------------------------------------------------
     def validate(self, arch: Mapping[str, Any]) -> Arch:
-        """Return the canonical architecture dict or raise naming the bad field."""
+        """Return the canonical architecture dict or raise naming the bad field.
+
+        Fast path (cost models check thousands of architectures per second): every
+        value equal to a choice is a dictionary lookup; anything else (float drift,
+        bools, unhashable or missing values, unknown fields) takes the full check.
+        """
+        if isinstance(arch, Mapping) and len(arch) == len(self._exact):
+            try:
+                canon = {}
+                for name, choices in self._exact.items():
+                    value = arch[name]
+                    if value.__class__ is bool:  # a bool is never a valid value (Dimension.canonical)
+                        break
+                    canon[name] = choices[value]
+                else:
+                    return canon
+            except (KeyError, TypeError):
+                pass
         if not isinstance(arch, Mapping):
             raise InvalidArchitecture(f"an architecture must be a mapping of dimension names to values, got {type(arch).__name__}")
         unknown = sorted(set(arch) - set(self._by_name))

@@ -25,8 +25,8 @@ from torch import nn
 from torch.overrides import TorchFunctionMode
 
 from raynas.errors import check_choice
+from search_spaces.base import FLOP_CONVENTIONS
 
-CONVENTIONS = ("macs", "mmcv")
 _MATMULS = {torch.matmul, torch.Tensor.matmul, torch.Tensor.__matmul__, torch.bmm}  # `a @ b` arrives as Tensor.matmul
 _ACTIVATIONS = {F.relu, F.relu6, F.hardsigmoid, torch.relu}
 
@@ -72,7 +72,7 @@ def count(
     ``params`` counts every parameter of ``model`` (for a supernet: its largest
     weights; count an extracted sub-network for the active one).
     """
-    check_choice("convention", convention, CONVENTIONS)
+    check_choice("convention", convention, FLOP_CONVENTIONS)
     h, w = (resolution, resolution) if isinstance(resolution, int) else resolution
     device = next(model.parameters()).device
     was_training = model.training

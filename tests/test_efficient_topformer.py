@@ -1,5 +1,6 @@
 """The Efficient-TopFormer space, its supernet, the TopFormer references and the cost models."""
 
+import dataclasses
 import json
 import math
 import random
@@ -7,6 +8,7 @@ import random
 import pytest
 import torch
 
+from raynas.errors import UserError
 from search_spaces import InvalidArchitecture, get_space, stepped
 from search_spaces.efficient_topformer import (
     PUBLISHED,
@@ -18,7 +20,7 @@ from search_spaces.efficient_topformer import (
     reference_spec,
 )
 from search_spaces.efficient_topformer.layers import ElasticBatchNorm2d
-from search_spaces.efficient_topformer.network import TopFormerNet, TopFormerSpec
+from search_spaces.efficient_topformer.network import TopFormerNet, TopFormerSpec, spec_cost, total_cost
 from search_spaces.flop_counter import count
 
 torch.set_num_threads(1)
@@ -104,8 +106,8 @@ def test_arch_names(space, tmp_path):
 
 
 def test_spec_round_trips_through_json(space):
-    spec = space.spec(space.sample(random.Random(7)), NUM_CLASSES)
-    assert TopFormerSpec.from_dict(json.loads(json.dumps(spec.to_dict()))) == spec
+    for spec in (space.spec(space.sample(random.Random(7)), NUM_CLASSES), reference_spec("topformer-t")):
+        assert TopFormerSpec.from_dict(json.loads(json.dumps(spec.to_dict()))) == spec
 
 
 # --- supernet ----------------------------------------------------------------------
@@ -202,15 +204,29 @@ def test_bn_recalibration_matches_the_static_network(space, supernet):
 # --- cost --------------------------------------------------------------------------
 
 
+@pytest.mark.parametrize("convention", ["macs", "mmcv"])
 @pytest.mark.parametrize("resolution", [256, (224, 320)])
-def test_analytic_cost_equals_the_counter(space, resolution):
-    for arch in _archs(space, n_random=4, seed=5):
+def test_analytic_cost_equals_the_counter(space, resolution, convention):
+    for arch in _archs(space, n_random=3, seed=5):
         spec = space.spec(arch, 150)
-        analytic = space.cost(arch, resolution, 150)
-        assert count(TopFormerNet(spec), resolution) == analytic
-        breakdown = space.cost_breakdown(arch, resolution, 150)
+        analytic = space.cost(arch, resolution, 150, convention)
+        assert count(TopFormerNet(spec), resolution, convention=convention) == analytic
+        breakdown = space.cost_breakdown(arch, resolution, 150, convention)
         assert set(breakdown) == {"stem", "mb1", "mb2", "mb3", "mb4", "mb5", "vit1", "vit2", "vit3", "vit4", "injection", "head"}
         assert sum(p["flops"] for p in breakdown.values()) == analytic["flops"]
+
+
+def test_mmcv_convention_adds_elementwise_costs_drops_matmuls(space):
+    arch = space.sample(random.Random(8))
+    macs, mmcv = space.cost_breakdown(arch), space.cost_breakdown(arch, convention="mmcv")
+    assert all(mmcv[p]["params"] == macs[p]["params"] for p in macs)
+    assert all(mmcv[p]["flops"] > macs[p]["flops"] for p in macs if not p.startswith("vit"))
+    # the transformer's attention products (n² per head) count in MACs only: at 1024² (16x16
+    # tokens) they outweigh the BatchNorm/activation elements that mmcv adds
+    big_macs, big_mmcv = space.cost_breakdown(arch, 1024), space.cost_breakdown(arch, 1024, convention="mmcv")
+    assert big_mmcv["vit1"]["flops"] < big_macs["vit1"]["flops"]
+    with pytest.raises(UserError, match=r"convention.*'flops'.*\['macs', 'mmcv'\]"):
+        space.cost(arch, convention="flops")
 
 
 def test_supernet_counts_its_active_subnet(space, supernet):
@@ -233,29 +249,39 @@ def test_cost_is_monotone_between_min_and_max(space):
 
 @pytest.mark.parametrize("name", REFERENCE_NAMES)
 def test_references_reproduce_published_counts(name):
+    """TopFormer counted with mmcv's get_flops: under that convention the analytic model
+    and the counter agree and both reproduce the published params and FLOPs within 5%."""
     model = reference_model(name)
-    analytic = reference_cost(name, 512, 150)
-    assert count(model, 512) == analytic
     published = PUBLISHED[name]
-    assert abs(analytic["params"] / published["params"] - 1) <= 0.05
-    # TopFormer's figures come from mmcv's counter (BatchNorm and activations included)
-    # and are rounded to 0.1 G: that convention reproduces all three.
-    mmcv = count(model, 512, convention="mmcv")["flops"]
-    assert round(mmcv / 1e8) == round(published["flops"] / 1e8)
-    assert abs(mmcv / published["flops"] - 1) <= 0.075
+    for convention in ("macs", "mmcv"):
+        analytic = reference_cost(name, 512, 150, convention)
+        assert count(model, 512, convention=convention) == analytic
+        assert abs(analytic["params"] / published["params"] - 1) <= 0.05
+    mmcv, macs = reference_cost(name, convention="mmcv")["flops"], reference_cost(name)["flops"]
+    assert abs(mmcv / published["flops"] - 1) <= 0.05
+    assert macs < mmcv  # at 8x8 tokens the attention products weigh less than BN/activations
 
 
-@pytest.mark.parametrize("name", ["topformer-t", "topformer-b"])
-def test_reference_macs_within_5_percent(name):
-    assert abs(reference_cost(name)["flops"] / PUBLISHED[name]["flops"] - 1) <= 0.05
+def test_topformer_t_head_fuse_is_depthwise():
+    """TopFormer-T's SimpleHead has is_dw=True (a depthwise 1x1 fuse); S and B fuse densely."""
+    specs = {name: reference_spec(name) for name in REFERENCE_NAMES}
+    assert [s.head_depthwise_fuse for s in specs.values()] == [True, False, False]
+    fuse = reference_model("topformer-t").head.fuse.conv
+    assert fuse.groups == fuse.in_channels == 128 and fuse.weight.shape == (128, 1, 1, 1)
+    dense = dataclasses.replace(specs["topformer-t"], head_depthwise_fuse=False)
+    saved = total_cost(spec_cost(dense, 512))["flops"] - reference_cost("topformer-t")["flops"]
+    assert saved == 128 * 127 * 64 * 64  # 128 of 128² MACs per pixel of the 1/8 grid
 
 
 @pytest.mark.parametrize("name", REFERENCE_NAMES)
 def test_references_lie_outside_the_space_but_near_it(name):
-    head = reference_spec(name).head_channels
-    space = make_space(head_channels=head)
-    assert not space.reference_in_space(name)  # per-block expand (MBConv-2) / kernel (MBConv-5) differ
+    spec = reference_spec(name)
+    space = make_space(head_channels=spec.head_channels)
+    # per-block expand (MBConv-2) / kernel (MBConv-5) differ; T's head fuse is depthwise
+    assert not space.reference_in_space(name)
+    assert space.spec(nearest_arch(name)).head_depthwise_fuse is False  # the space's heads are dense
     nearest = space.cost(nearest_arch(name))
-    ref = reference_cost(name)
+    # the nearest architecture is within 5% of the reference built with the space's dense head fuse
+    ref = total_cost(spec_cost(dataclasses.replace(spec, head_depthwise_fuse=False), 512))
     assert abs(nearest["flops"] / ref["flops"] - 1) < 0.05
     assert abs(nearest["params"] / ref["params"] - 1) < 0.05

@@ -32,6 +32,31 @@ def test_reference_json(capsys):
     assert info["in_space"] is False
     assert info["arch_id"] == space.arch_id(info["arch"]) and info["cardinality"] == space.cardinality
     assert info["nearest"] == space.cost(info["arch"], 512, 150)
+    assert info["convention"] == "macs"
+
+
+def test_mmcv_convention_gives_the_published_comparable_figures(capsys):
+    code, out, _ = _inspect(capsys, "--arch", "topformer-t", "--convention", "mmcv", "--json")
+    assert code == 0
+    info = json.loads(out)
+    expected = reference_cost("topformer-t", 512, 150, convention="mmcv")
+    assert info["convention"] == "mmcv"
+    assert (info["params"], info["flops"]) == (expected["params"], expected["flops"])
+    assert (info["params_counted"], info["flops_counted"]) == (info["params"], info["flops"])
+    assert info["flops"] > reference_cost("topformer-t")["flops"]  # BN/activations/biases added
+    assert abs(info["flops"] / PUBLISHED["topformer-t"]["flops"] - 1) <= 0.05
+    space = get_space("efficient_topformer")
+    assert info["nearest"] == space.cost(info["arch"], 512, 150, convention="mmcv")
+    code, table, _ = _inspect(capsys, "--arch", "min", "--resolution", "64", "--convention", "mmcv")
+    assert code == 0 and "FLOPs (mmcv)" in table
+
+
+def test_bad_convention_names_the_allowed_values(capsys):
+    try:
+        code = main(["inspect", "--convention", "flops"])
+    except SystemExit as exit:  # argparse rejects it
+        code = exit.code
+    assert code == 2 and "'macs', 'mmcv'" in capsys.readouterr().err
 
 
 def test_random_arch_is_seeded_and_counted(capsys):

@@ -45,6 +45,16 @@ def test_validate_normalises_numpy_and_float_drift(toy):
     assert type(arch["width"]) is int
 
 
+def test_validate_rejects_bools_and_returns_the_choices_objects():
+    space = SearchSpace("depths", [Block("b", (Dimension("depth", (1, 2)), Dimension("ratio", (1.6, 2.0))))])
+    with pytest.raises(InvalidArchitecture, match=r"'depth'.*True.*\[1, 2\]"):
+        space.validate({"depth": True, "ratio": 2.0})  # True == 1, but a bool is no depth
+    arch = space.validate({"depth": 2.0, "ratio": 2})
+    assert arch == {"depth": 2, "ratio": 2.0} and type(arch["depth"]) is int and type(arch["ratio"]) is float
+    with pytest.raises(InvalidArchitecture, match="'ratio'.*allowed values"):
+        space.validate({"depth": 1, "ratio": [2.0]})  # unhashable: the full check names the field
+
+
 def test_arch_id_is_stable_and_order_free(toy):
     a = {"width": 24, "kernel": 5, "ratio": 1.8}
     b = {"ratio": 1.8, "kernel": 5, "width": 24}

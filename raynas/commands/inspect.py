@@ -5,9 +5,11 @@
 ``--arch`` takes ``min``, ``max``, ``random`` (with ``--seed``), a space's named
 architectures (efficient_topformer: ``topformer-t/s/b``, the published
 references) or a JSON file (an architecture dict, or an object with ``"arch"``,
-e.g. this command's own JSON output). Params and FLOPs (multiply-accumulates)
-come from the space's analytic cost model and, for spaces that build networks,
-from counting a real model (``search_spaces.flop_counter``).
+e.g. this command's own JSON output). Params and FLOPs come from the space's
+analytic cost model and, for spaces that build networks, from counting a real
+model (``search_spaces.flop_counter``). ``--convention`` picks the FLOPs unit:
+``macs`` (multiply-accumulates, what the search uses) or ``mmcv`` (mmcv's
+``get_flops``, the convention of TopFormer's published figures).
 """
 
 from __future__ import annotations
@@ -17,9 +19,9 @@ import json
 from inspect import signature
 from typing import Any
 
-from raynas.errors import check_positive
+from raynas.errors import check_choice, check_positive
 from search_spaces import SPACE_NAMES, get_space
-from search_spaces.flop_counter import count
+from search_spaces.base import FLOP_CONVENTIONS
 
 NAME = "inspect"
 HELP = "Show an architecture's params and FLOPs (analytic and counted), its id and the space's cardinality."
@@ -42,25 +44,32 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--seed", type=int, default=0, help="seed for --arch random")
     parser.add_argument("--resolution", type=_resolution, default=(512, 512), help="input size: 512 or HxW")
     parser.add_argument("--num-classes", type=int, default=150, help="segmentation classes (150: ADE20K)")
+    parser.add_argument("--convention", choices=FLOP_CONVENTIONS, default="macs",
+                        help="FLOPs unit: macs (multiply-accumulates, default) or mmcv (mmcv's get_flops, "
+                             "as TopFormer published: + BatchNorm, activation and bias elements)")
     parser.add_argument("--json", action="store_true", help="print one JSON object instead of a table")
 
 
-def _analytic(space, arch, resolution, num_classes, breakdown: bool = False) -> dict | None:
+def _analytic(space, arch, resolution, num_classes, convention, breakdown: bool = False) -> dict | None:
     """The space's analytic cost (or its per-part breakdown), or None for a space without one."""
     method = getattr(space, "cost_breakdown" if breakdown else "cost", None)
     if method is None:
         return None
     accepted = signature(method).parameters
-    options = {k: v for k, v in (("resolution", resolution), ("num_classes", num_classes)) if k in accepted}
+    given = (("resolution", resolution), ("num_classes", num_classes), ("convention", convention))
+    options = {k: v for k, v in given if k in accepted}
     try:
         return method(arch, **options)
     except NotImplementedError:
         return None
 
 
-def describe(space, name: str, seed: int, resolution: tuple[int, int], num_classes: int) -> dict[str, Any]:
-    """Everything ``inspect`` prints, as a JSON-able dict."""
+def describe(
+    space, name: str, seed: int, resolution: tuple[int, int], num_classes: int, convention: str = "macs"
+) -> dict[str, Any]:
+    """Everything ``inspect`` prints, as a JSON-able dict (FLOPs in ``convention``)."""
     check_positive("--num-classes", num_classes)
+    check_choice("--convention", convention, FLOP_CONVENTIONS)
     arch = space.arch_from_name(name, seed=seed)
     out: dict[str, Any] = {
         "space": space.name,
@@ -71,24 +80,28 @@ def describe(space, name: str, seed: int, resolution: tuple[int, int], num_class
         "in_space": True,
         "resolution": list(resolution),
         "num_classes": num_classes,
+        "convention": convention,
     }
-    cost = _analytic(space, arch, resolution, num_classes)
+    cost = _analytic(space, arch, resolution, num_classes, convention)
     if name in getattr(space, "REFERENCE_NAMES", ()):  # a published model, e.g. topformer-b
         from search_spaces.efficient_topformer import PUBLISHED, reference_cost, reference_model
 
         out["in_space"] = space.reference_in_space(name)
         out["published"] = PUBLISHED[name]
         out["nearest"] = cost  # the cost of ``arch``, the nearest architecture in the space
-        cost, model = reference_cost(name, resolution, num_classes), reference_model(name, num_classes)
+        cost = reference_cost(name, resolution, num_classes, convention)
+        model = reference_model(name, num_classes)
     else:
         model = space.build_model(arch, num_classes) if hasattr(space, "build_model") else None
     if cost is not None:
         out |= cost
     if model is not None:
-        counted = count(model, resolution)
+        from search_spaces.flop_counter import count
+
+        counted = count(model, resolution, convention=convention)
         out["params_counted"], out["flops_counted"] = counted["params"], counted["flops"]
     if not out.get("published"):
-        breakdown = _analytic(space, arch, resolution, num_classes, breakdown=True)
+        breakdown = _analytic(space, arch, resolution, num_classes, convention, breakdown=True)
         if breakdown is not None:
             out["breakdown"] = breakdown
     return out
@@ -109,7 +122,8 @@ def _table(info: dict[str, Any], space) -> str:
         f"arch id        {info['arch_id']}",
         f"input          {h}x{w}, {info['num_classes']} classes",
     ]
-    for key, label in (("params", "params"), ("flops", "FLOPs (MACs)")):
+    flops_label = "FLOPs (MACs)" if info["convention"] == "macs" else "FLOPs (mmcv)"
+    for key, label in (("params", "params"), ("flops", flops_label)):
         if key in info:
             extra = [f"counted {_si(info[key + '_counted'])}"] if key + "_counted" in info else []
             if "published" in info:
@@ -126,6 +140,6 @@ def _table(info: dict[str, Any], space) -> str:
 
 def run(args: argparse.Namespace) -> int:
     space = get_space(args.space)
-    info = describe(space, args.arch, args.seed, args.resolution, args.num_classes)
+    info = describe(space, args.arch, args.seed, args.resolution, args.num_classes, args.convention)
     print(json.dumps(info, indent=2) if args.json else _table(info, space))
     return 0

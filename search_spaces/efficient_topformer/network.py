@@ -21,6 +21,8 @@ Stride plan (output stride after each part, 512x512 input → grid size)::
     split the tokens back by channels; Semantics Injection (sigmoid-gated,
         TopFormer's InjectionMultiSum) at 1/8, 1/16 and 1/32 → head channels
     SimpleHead: upsample to 1/8 and sum, conv1x1+BN+ReLU, dropout, conv1x1
+        (the fuse conv is depthwise when ``head_depthwise_fuse``: TopFormer-T's
+        ``is_dw=True``; dense otherwise, as S, B and the search space)
     logits upsampled bilinearly to the input size
 
 Activations as TopFormer's code: ReLU in the stem and MBConv blocks (its token
@@ -36,6 +38,9 @@ from typing import Any, Mapping, Sequence
 import torch
 import torch.nn.functional as F
 from torch import nn
+
+from raynas.errors import check_choice
+from search_spaces.base import FLOP_CONVENTIONS
 
 PYRAMID_STAGES = (1, 2, 3, 4)  # MBConv-2..5 (0-based) feed the token pyramid
 INJECTED = (1, 2, 3)  # pyramid entries (1/8, 1/16, 1/32) that get semantics injection
@@ -89,6 +94,7 @@ class TopFormerSpec:
     head_channels: int
     num_classes: int
     pool_stride: int = 2
+    head_depthwise_fuse: bool = False
 
     @property
     def pyramid_channels(self) -> tuple[int, ...]:
@@ -110,6 +116,7 @@ class TopFormerSpec:
             head_channels=data["head_channels"],
             num_classes=data["num_classes"],
             pool_stride=data.get("pool_stride", 2),
+            head_depthwise_fuse=data.get("head_depthwise_fuse", False),
         )
 
 
@@ -251,11 +258,14 @@ class Injection(nn.Module):
 
 
 class SimpleHead(nn.Module):
-    """TopFormer's SimpleHead: sum the levels at the finest one, conv1x1+BN+ReLU, dropout, classifier."""
+    """TopFormer's SimpleHead: sum the levels at the finest one, conv1x1+BN+ReLU, dropout, classifier.
 
-    def __init__(self, channels: int, num_classes: int, dropout: float = 0.1):
+    ``depthwise``: the fuse conv1x1 is depthwise (TopFormer's ``is_dw``, used by TopFormer-T).
+    """
+
+    def __init__(self, channels: int, num_classes: int, dropout: float = 0.1, depthwise: bool = False):
         super().__init__()
-        self.fuse = ConvBN(channels, channels)
+        self.fuse = ConvBN(channels, channels, groups=channels if depthwise else 1)
         self.dropout = nn.Dropout2d(dropout)
         self.classifier = nn.Conv2d(channels, num_classes, 1)
 
@@ -279,7 +289,7 @@ class TopFormerNet(nn.Module):
         self.vit = nn.ModuleList(Stage([TransformerBlock(dim, b) for b in stage]) for stage in spec.vit)
         self.pyramid_channels = spec.pyramid_channels
         self.injections = nn.ModuleList(Injection(self.pyramid_channels[i], spec.head_channels) for i in INJECTED)
-        self.head = SimpleHead(spec.head_channels, spec.num_classes)
+        self.head = SimpleHead(spec.head_channels, spec.num_classes, depthwise=spec.head_depthwise_fuse)
         self._init_weights()
 
     def _init_weights(self) -> None:
@@ -314,18 +324,29 @@ def _out(size: int, stride: int) -> int:
     return (size - 1) // stride + 1
 
 
-def spec_cost(spec: TopFormerSpec, resolution: int | tuple[int, int]) -> dict[str, dict[str, int]]:
-    """Parameters and multiply-accumulates per part, at ``resolution`` (square side or (H, W)).
+def spec_cost(
+    spec: TopFormerSpec, resolution: int | tuple[int, int], convention: str = "macs"
+) -> dict[str, dict[str, int]]:
+    """Parameters and FLOPs per part, at ``resolution`` (square side or (H, W)).
 
-    Convention: MACs of every convolution (weights × output pixels) and of the two
-    attention matrix products (q·kᵀ and attn·v); BatchNorm, activations, pooling,
-    softmax, upsampling and biases add no MACs. Parameters: every weight, bias and
-    BatchNorm affine pair (2 per channel).
+    ``convention`` (``search_spaces.base.FLOP_CONVENTIONS``; ``search_spaces.flop_counter``
+    counts the same on a real model):
+
+    - ``"macs"``: multiply-accumulates of every convolution (weights × output
+      pixels) and of the two attention matrix products (q·kᵀ and attn·v);
+      BatchNorm, activations, pooling, softmax, upsampling and biases add nothing.
+    - ``"mmcv"``: mmcv's ``get_flops`` (TopFormer's published figures): conv MACs,
+      plus per output element 1 for a conv bias, 2 for a BatchNorm and 1 for a
+      ReLU / ReLU6 / h_sigmoid; matrix products, pooling and resizing (functional
+      in TopFormer's code) add nothing.
+
+    Parameters: every weight, bias and BatchNorm affine pair (2 per channel).
     """
+    mmcv = check_choice("convention", convention, FLOP_CONVENTIONS) == "mmcv"
     h, w = (resolution, resolution) if isinstance(resolution, int) else resolution
     h, w = _out(h, 2), _out(w, 2)
     c = spec.stem_channels
-    parts = {"stem": {"params": 27 * c + 2 * c, "flops": 27 * c * h * w}}
+    parts = {"stem": {"params": 27 * c + 2 * c, "flops": (27 + 3 if mmcv else 27) * c * h * w}}  # mmcv: BN + ReLU
     grids = []
     for i, stage in enumerate(spec.stages):
         params = flops = 0
@@ -334,11 +355,11 @@ def spec_cost(spec: TopFormerSpec, resolution: int | tuple[int, int]) -> dict[st
             if b.expand != 1:
                 weights = b.in_channels * hid
                 params += weights + 2 * hid
-                flops += weights * h * w
+                flops += (weights + 3 * hid if mmcv else weights) * h * w  # mmcv: BN + ReLU
             h, w = _out(h, b.stride), _out(w, b.stride)
             weights = hid * b.kernel * b.kernel + hid * cout  # depthwise + project
             params += weights + 2 * (hid + cout)
-            flops += weights * h * w
+            flops += (weights + 3 * hid + 2 * cout if mmcv else weights) * h * w  # mmcv: dw BN + ReLU, project BN
         grids.append(h * w)
         parts[f"mb{i + 1}"] = {"params": params, "flops": flops}
     th, tw = pooled_size(h, w, spec.pool_stride)
@@ -352,18 +373,25 @@ def spec_cost(spec: TopFormerSpec, resolution: int | tuple[int, int]) -> dict[st
             qk, v, hidden = b.heads * b.key_dim, b.heads * value_dim, scaled(b.mlp_ratio, dim)
             dense = dim * (2 * qk + 2 * v + 2 * hidden)  # q, k, v, proj, fc1, fc2
             params += dense + 2 * (2 * qk + v + hidden + 2 * dim) + 10 * hidden  # + BNs, depthwise 3x3 with bias
-            flops += (dense + 9 * hidden) * n + b.heads * n * n * (b.key_dim + value_dim)
+            if mmcv:  # BNs of q, k, v, proj, fc1, fc2; ReLU6 before proj; dw bias and ReLU6
+                flops += (dense + 9 * hidden + 4 * qk + 3 * v + 4 * hidden + 4 * dim) * n
+            else:
+                flops += (dense + 9 * hidden) * n + b.heads * n * n * (b.key_dim + value_dim)
         parts[f"vit{i + 1}"] = {"params": params, "flops": flops}
     params = flops = 0
     c = spec.head_channels
     for i in INJECTED:
-        weights = pyramid[i] * c
+        weights, grid = pyramid[i] * c, grids[PYRAMID_STAGES[i]]
         params += 3 * (weights + 2 * c)  # local embedding, global embedding, gate
-        flops += weights * (grids[PYRAMID_STAGES[i]] + 2 * n)
+        flops += weights * (grid + 2 * n)
+        if mmcv:  # three BNs, h_sigmoid on the gate
+            flops += 2 * c * grid + 5 * c * n
     parts["injection"] = {"params": params, "flops": flops}
     classes, pixels = spec.num_classes, grids[PYRAMID_STAGES[INJECTED[0]]]
-    weights = c * c + c * classes  # fuse + classifier
-    parts["head"] = {"params": weights + 2 * c + classes, "flops": weights * pixels}
+    fuse = c if spec.head_depthwise_fuse else c * c
+    weights = fuse + c * classes  # fuse + classifier
+    flops = (weights + 3 * c + classes if mmcv else weights) * pixels  # mmcv: fuse BN + ReLU, classifier bias
+    parts["head"] = {"params": weights + 2 * c + classes, "flops": flops}
     return parts
 
 

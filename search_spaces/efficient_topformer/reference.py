@@ -3,12 +3,15 @@
 Configurations are those of TopFormer's official code: per layer
 ``(kernel, expand, channels, stride)``, grouped here into the five MBConv
 stages; all use stem 16, key dim 16, attention and MLP ratio 2, four
-transformer blocks and c2t_stride 2. None of them lies inside the
-Efficient-TopFormer space, which has one kernel and one expand ratio per
-stage: all three expand 4 then 3 in MBConv-2, and S and B end MBConv-5 with a
-3x3 block after 5x5 ones (and the injection/head width is the space's
-``head_channels``). ``nearest_arch`` gives the closest architecture that does:
-per stage the majority value over its blocks (ties: the first block's value).
+transformer blocks and c2t_stride 2; TopFormer-T's head fuses with a
+depthwise conv1x1 (``SimpleHead(is_dw=True)`` in ``topformer_tiny.py``), S's
+and B's with a dense one. None of them lies inside the Efficient-TopFormer
+space, which has one kernel and one expand ratio per stage and a dense head
+fuse: all three expand 4 then 3 in MBConv-2, S and B end MBConv-5 with a 3x3
+block after 5x5 ones, T's head fuse is depthwise (and the injection/head
+width is the space's ``head_channels``). ``nearest_arch`` gives the closest
+architecture that does: per stage the majority value over its blocks (ties:
+the first block's value).
 """
 
 from __future__ import annotations
@@ -25,7 +28,8 @@ from search_spaces.efficient_topformer.network import (
     total_cost,
 )
 
-# name -> MBConv stages of (kernel, expand, channels, stride) rows, heads, injection/head channels
+# name -> MBConv stages of (kernel, expand, channels, stride) rows, heads, injection/head channels,
+# whether the head's fuse conv is depthwise (default False)
 CONFIGS = {
     "topformer-t": {
         "stages": [
@@ -37,6 +41,7 @@ CONFIGS = {
         ],
         "heads": 4,
         "channels": 128,
+        "depthwise_head": True,
     },
     "topformer-s": {
         "stages": [
@@ -64,8 +69,9 @@ CONFIGS = {
 REFERENCE_NAMES = tuple(CONFIGS)
 STEM, KEY_DIM, ATTN_RATIO, MLP_RATIO, BLOCKS = 16, 16, 2.0, 2.0, 4
 
-# Params / FLOPs (multiply-accumulates) at 512x512, 150 classes (ADE20K), as published
-# in TopFormer's Table and the Efficient-TopFormer paper's Table 2.
+# Params / FLOPs at 512x512, 150 classes (ADE20K), as published in TopFormer's Table and the
+# Efficient-TopFormer paper's Table 2; TopFormer counted FLOPs with mmcv's get_flops
+# (``convention="mmcv"``: conv MACs plus BatchNorm, activation and bias elements).
 PUBLISHED = {
     "topformer-t": {"params": 1.4e6, "flops": 0.6e9},
     "topformer-s": {"params": 3.1e6, "flops": 1.2e9},
@@ -90,6 +96,7 @@ def reference_spec(name: str, num_classes: int = 150) -> TopFormerSpec:
         vit=tuple((block,) for _ in range(BLOCKS)),
         head_channels=config["channels"],
         num_classes=num_classes,
+        head_depthwise_fuse=config.get("depthwise_head", False),
     )
 
 
@@ -98,9 +105,12 @@ def reference_model(name: str, num_classes: int = 150) -> TopFormerNet:
     return TopFormerNet(reference_spec(name, num_classes))
 
 
-def reference_cost(name: str, resolution: int | tuple[int, int] = 512, num_classes: int = 150) -> dict[str, int]:
-    """Analytic params and FLOPs (MACs) of a reference model."""
-    return total_cost(spec_cost(reference_spec(name, num_classes), resolution))
+def reference_cost(
+    name: str, resolution: int | tuple[int, int] = 512, num_classes: int = 150, convention: str = "macs"
+) -> dict[str, int]:
+    """Analytic params and FLOPs of a reference model: MACs, or mmcv's count with
+    ``convention="mmcv"`` (the convention of the ``PUBLISHED`` figures)."""
+    return total_cost(spec_cost(reference_spec(name, num_classes), resolution, convention))
 
 
 def _majority(values: list) -> object:

@@ -71,24 +71,6 @@ class EfficientTopFormerSpace(SearchSpace):
         super().__init__("efficient_topformer", _dimensions())
         self.head_channels = int(check_positive("head_channels", head_channels))
         self.pool_stride = int(check_positive("pool_stride", pool_stride))
-        self._exact = {d.name: {c: c for c in d.choices} for d in self.dimensions}
-
-    def validate(self, arch: Mapping[str, Any]) -> Arch:
-        """``SearchSpace.validate`` with a fast path for values that are exactly choices
-        (the cost model checks thousands of architectures per second)."""
-        if isinstance(arch, Mapping) and len(arch) == len(self._exact):
-            try:
-                canon = {}
-                for name, choices in self._exact.items():
-                    value = arch[name]
-                    if value.__class__ is bool:
-                        break
-                    canon[name] = choices[value]
-                else:
-                    return canon
-            except (KeyError, TypeError):
-                pass
-        return super().validate(arch)
 
     # --- architecture → network -----------------------------------------------
     def spec(self, arch: Mapping[str, Any], num_classes: int = 150) -> TopFormerSpec:
@@ -111,14 +93,28 @@ class EfficientTopFormerSpace(SearchSpace):
 
     # --- cost ---------------------------------------------------------------------
     def cost_breakdown(
-        self, arch: Mapping[str, Any], resolution: int | tuple[int, int] = 512, num_classes: int = 150
+        self,
+        arch: Mapping[str, Any],
+        resolution: int | tuple[int, int] = 512,
+        num_classes: int = 150,
+        convention: str = "macs",
     ) -> dict[str, dict[str, int]]:
-        """Params and FLOPs (multiply-accumulates) per part: stem, mb1..mb5, vit1..vit4, injection, head."""
-        return spec_cost(self.spec(arch, num_classes), resolution)
+        """Params and FLOPs per part: stem, mb1..mb5, vit1..vit4, injection, head.
 
-    def cost(self, arch: Mapping[str, Any], resolution: int | tuple[int, int] = 512, num_classes: int = 150) -> dict[str, int]:
-        """Total params and FLOPs (multiply-accumulates), analytic: no model is built."""
-        return total_cost(self.cost_breakdown(arch, resolution, num_classes))
+        FLOPs are multiply-accumulates (``convention="macs"``, what the search uses) or
+        mmcv's count (``"mmcv"``, TopFormer's published figures); see ``network.spec_cost``.
+        """
+        return spec_cost(self.spec(arch, num_classes), resolution, convention)
+
+    def cost(
+        self,
+        arch: Mapping[str, Any],
+        resolution: int | tuple[int, int] = 512,
+        num_classes: int = 150,
+        convention: str = "macs",
+    ) -> dict[str, int]:
+        """Total params and FLOPs (``convention`` as ``cost_breakdown``), analytic: no model is built."""
+        return total_cost(self.cost_breakdown(arch, resolution, num_classes, convention))
 
     # --- networks -------------------------------------------------------------------
     def build_model(self, arch: Mapping[str, Any], num_classes: int = 150) -> TopFormerNet:
