@@ -13,7 +13,7 @@ import sys
 
 from raynas.errors import UserError
 
-COMMANDS = ("inspect",)
+COMMANDS = ("inspect", "report", "train-supernet", "sweep", "compare", "latency")
 
 
 def build_parser() -> argparse.ArgumentParser:

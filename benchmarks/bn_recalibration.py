@@ -1,0 +1,50 @@
+"""mIoU of the min and max sub-networks with and without BN recalibration, per checkpoint of a run.
+
+Without recalibration a sub-network uses the supernet's running statistics,
+which blend every sub-network trained in the sandwich (and trail the
+weights); with it, its own statistics on ``--calibration`` training images
+(paper: 32). Both on the validation images the supernet was trained with
+(or the first ``--val``), one torch thread.
+
+    python benchmarks/bn_recalibration.py ~/raynas_results/camvid_cpu
+"""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("run_dir", help="a training run directory (its checkpoint_epoch_NNNN folders)")
+    parser.add_argument("--calibration", type=int, default=32)
+    parser.add_argument("--val", type=int, default=None, help="validation images (default: all)")
+    args = parser.parse_args()
+
+    import torch
+
+    from search_spaces import get_space
+    from trainables.subnet_evaluation import EvaluationSettings, cached_batches, evaluate_arch
+    from trainables.supernet_training import CHECKPOINT_PREFIX, load_supernet
+
+    torch.set_num_threads(1)
+    print(f"{'checkpoint':>22} {'step':>5} {'loss_max':>8} {'min':>7} {'min, no recal':>13} {'max':>7} "
+          f"{'max, no recal':>13}")
+    for checkpoint in sorted(Path(args.run_dir).expanduser().glob(f"{CHECKPOINT_PREFIX}*")):
+        supernet, meta = load_supernet(checkpoint)
+        space = get_space(meta["space"], **meta["space_options"])
+        settings = EvaluationSettings.from_dict({"checkpoint": str(checkpoint), "val_images": args.val,
+                                                 "calibration_images": args.calibration})
+        calibration, val = cached_batches(settings, meta, "train"), cached_batches(settings, meta, "val")
+        row = []
+        for arch in (space.min_arch(), space.max_arch()):
+            for batches in (calibration, []):
+                metric, _, _ = evaluate_arch(supernet, arch, batches, val, meta["num_classes"], meta["ignore_index"])
+                row.append(metric.compute()["miou"])
+        print(f"{checkpoint.name:>22} {meta['step']:>5} {meta['history'][-1]['loss_max']:8.3f} {row[0]:7.3f} "
+              f"{row[1]:13.3f} {row[2]:7.3f} {row[3]:13.3f}", flush=True)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,50 @@
+"""Searchers as Ray Tune ``Searcher`` objects, built by name with ``make_searcher``."""
+
+from __future__ import annotations
+
+from typing import Sequence
+
+from raynas.constraints import Constraint, CostFn
+from raynas.errors import UserError, check_choice, check_positive
+from raynas.searchers.base import FEASIBLE_KEY, MAX_INFEASIBLE_PER_BUDGET, ArchSearcher, BudgetedSearch
+from search_spaces.base import SearchSpace
+
+SEARCHER_NAMES = ("cds", "cds_uniform", "evolution", "optuna", "nevergrad", "random")
+
+
+def make_searcher(name: str, space: SearchSpace, constraint: Constraint | None, metric: str | Sequence[str],
+                  mode: str | Sequence[str], seed: int, budget: int, cost: CostFn, **options) -> BudgetedSearch:
+    """Searcher ``name`` wrapped to stop after ``budget`` feasible proposals.
+
+    ``options`` go to the searcher (e.g. ``population_size`` for evolution,
+    ``candidates_per_round`` for CDS, ``optimizer`` for nevergrad).
+    ``cds_uniform`` is CDS with the paper's uniform sampling inside a block.
+    """
+    check_choice("searcher", name, SEARCHER_NAMES)
+    if isinstance(budget, bool) or not isinstance(budget, int):
+        raise UserError(f"budget: must be a whole number > 0, got {budget!r}")
+    check_positive("budget", budget)
+    if name in ("optuna", "nevergrad"):
+        from raynas.searchers import external
+
+        inner = (external.optuna_search(metric, mode, seed, **options) if name == "optuna"
+                 else external.nevergrad_search(metric, mode, seed, budget, **options))
+    else:
+        if not isinstance(metric, str):
+            raise UserError(f"searcher {name!r} optimises one metric; got {list(metric)} (use optuna for several)")
+        from raynas.searchers.cds import CoordinateDescentSearch
+        from raynas.searchers.evolution import RegularizedEvolution
+        from raynas.searchers.random_search import RandomSearch
+
+        cls = {"cds": CoordinateDescentSearch, "cds_uniform": CoordinateDescentSearch,
+               "evolution": RegularizedEvolution, "random": RandomSearch}[name]
+        if name == "cds_uniform":
+            options = {"sampler": "uniform", "start_samples": 1, **options}
+        try:
+            inner = cls(space, cost, constraint, metric=metric, mode=mode, seed=seed, **options)
+        except TypeError as err:
+            raise UserError(f"searcher {name!r}: bad option ({err})") from None
+    return BudgetedSearch(inner, space, cost, constraint, budget)
+
+
+__all__ = ["SEARCHER_NAMES", "FEASIBLE_KEY", "MAX_INFEASIBLE_PER_BUDGET", "ArchSearcher", "BudgetedSearch", "make_searcher"]

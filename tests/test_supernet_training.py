@@ -1,0 +1,130 @@
+"""Supernet training: the step's pieces, the config, and real two-worker Ray Train runs on CamVid."""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+
+import pytest
+import torch
+
+from raynas.errors import UserError
+from raynas.training_config import SupernetTrainingConfig
+from search_spaces import get_space
+from tests.conftest import tiny_supernet_config
+from trainables.supernet_training import (
+    distillation_loss,
+    load_supernet,
+    sandwich,
+    train_supernet,
+    warmup_poly,
+)
+
+
+def test_sandwich_has_max_random_min_and_is_the_same_for_a_step():
+    space = get_space("efficient_topformer")
+    archs = sandwich(space, step=7, seed=0, random_subnets=2)
+    assert len(archs) == 4
+    assert archs[0] == space.max_arch() and archs[-1] == space.min_arch()
+    assert sandwich(space, step=7, seed=0, random_subnets=2) == archs  # every worker draws the same
+    assert sandwich(space, step=8, seed=0, random_subnets=2)[1:3] != archs[1:3]
+
+
+def test_warmup_then_poly_decay():
+    factors = [warmup_poly(s, total_steps=100, warmup_steps=10, warmup_ratio=1e-6, power=1.0) for s in range(101)]
+    assert factors[0] == pytest.approx(1e-6)
+    assert factors[5] == pytest.approx(0.5 * 0.95, rel=1e-3)  # half-way up the ramp, times the poly factor
+    assert factors[10] == pytest.approx(0.9) and factors[50] == pytest.approx(0.5) and factors[100] == 0.0
+    assert all(a < b for a, b in zip(factors[:10], factors[1:11]))
+    assert all(a > b for a, b in zip(factors[10:100], factors[11:]))
+
+
+def test_distillation_loss_is_zero_only_when_the_student_matches_the_teacher():
+    logits = torch.randn(2, 5, 4, 4)
+    teacher = torch.softmax(logits, dim=1)
+    assert distillation_loss(logits, teacher).item() == pytest.approx(0.0, abs=1e-6)
+    assert distillation_loss(torch.randn(2, 5, 4, 4), teacher).item() > 0.05
+
+
+@pytest.mark.parametrize("raw, field", [
+    ({"training": {"lr": 0}}, "training.lr"),
+    ({"training": {"random_subnets": -1}}, "training.random_subnets"),
+    ({"data": {"dataset": "pascal"}}, "data.dataset"),
+    ({"data": {"crop_size": [64]}}, "data.crop_size"),
+    ({"scaling": {"num_workers": 0}}, "scaling.num_workers"),
+    ({"trainig": {}}, "trainig"),
+    ({"space": "nb201"}, "space"),
+])
+def test_bad_config_names_the_field(raw, field):
+    with pytest.raises(UserError, match=field):
+        SupernetTrainingConfig.from_dict(raw)
+
+
+def test_quickstart_and_cluster_configs_are_valid():
+    quick = SupernetTrainingConfig.from_yaml("configs/quickstart_cpu.yaml")
+    cluster = SupernetTrainingConfig.from_yaml("configs/ade20k_cluster.yaml")
+    assert quick.scaling.num_workers == 2 and not quick.scaling.use_gpu
+    assert cluster.data.dataset == "ade20k" and cluster.data.crop_size == 512 and cluster.scaling.use_gpu
+    assert cluster.training.epochs * cluster.training.steps_per_epoch == 160_000
+
+
+def test_missing_data_fails_before_any_worker_starts(tmp_path):
+    with pytest.raises(UserError, match="CamVid: expected"):
+        train_supernet({"data": {"dataset": "camvid", "root": str(tmp_path)}, "run": {"storage_path": str(tmp_path)}})
+
+
+def test_missing_checkpoint_is_a_clear_error(tmp_path):
+    with pytest.raises(UserError, match="supernet.pt"):
+        load_supernet(tmp_path)
+
+
+def _val_cross_entropy(supernet, meta, checkpoint) -> float:
+    """Cross-entropy of the max sub-network (BN recalibrated) on the first 8 CamVid val images."""
+    import torch.nn.functional as F
+
+    from trainables.subnet_evaluation import EvaluationSettings, cached_batches, preserved_bn_statistics, recalibrate_bn
+
+    settings = EvaluationSettings.from_dict({"checkpoint": checkpoint, "calibration_images": 8, "val_images": 8})
+    supernet.set_active(get_space(meta["space"], **meta["space_options"]).max_arch())
+    losses = []
+    with preserved_bn_statistics(supernet), torch.no_grad():
+        recalibrate_bn(supernet, cached_batches(settings, meta, "train"))
+        for image, label in cached_batches(settings, meta, "val"):
+            losses.append(F.cross_entropy(supernet(image), label, ignore_index=meta["ignore_index"]).item())
+    return sum(losses) / len(losses)
+
+
+def test_two_workers_lower_the_loss_and_checkpoint_every_epoch(tiny_supernet):
+    config, result = tiny_supernet
+    run_dir = Path(result.checkpoint.path).parent
+    assert sorted(p.name for p in run_dir.glob("checkpoint_epoch_*")) == ["checkpoint_epoch_0001", "checkpoint_epoch_0002"]
+    trained, meta = load_supernet(run_dir)  # a run directory means its latest checkpoint
+    history = meta["history"]
+    assert [h["epoch"] for h in history] == [1, 2] and meta["step"] == 16
+    assert meta["num_classes"] == 11 and meta["space_options"] == {"head_channels": 32}
+    assert list(result.metrics_dataframe["epoch"]) == [1, 2]
+    for h in history:
+        assert 0 <= h["val_miou_min"] <= 1 and 0 <= h["val_miou_max"] <= 1 and h["images_per_s"] > 0
+        assert math.isfinite(h["loss_distill"]) and h["loss_distill"] > 0
+    # The max sub-network's training loss falls from epoch to epoch ...
+    assert history[1]["loss_max"] < history[0]["loss_max"], history
+    # ... and on held-out images the trained supernet beats a freshly initialised one.
+    torch.manual_seed(0)
+    untrained = get_space(meta["space"], **meta["space_options"]).build_supernet(meta["num_classes"])
+    before = _val_cross_entropy(untrained, meta, run_dir)
+    after = _val_cross_entropy(trained, meta, run_dir)
+    assert after < 0.9 * before, (before, after)
+
+
+def test_resume_from_a_checkpoint_continues_the_epoch_count(tiny_supernet, ray_local, tmp_path):
+    config, result = tiny_supernet
+    latest = Path(result.checkpoint.path)
+    _, before = load_supernet(latest)
+    resumed_config = tiny_supernet_config(config["data"]["root"], tmp_path, name="resumed", epochs=3)
+    resumed_config["scaling"]["num_workers"] = 1  # a 2-worker checkpoint goes on with 1 worker
+    resumed = train_supernet(resumed_config, resume=latest)
+    _, meta = load_supernet(resumed.checkpoint.path)
+    assert [h["epoch"] for h in meta["history"]] == [1, 2, 3]  # only epoch 3 trained here
+    assert meta["step"] == 24
+    assert meta["history"][:2] == before["history"]
+    assert list(resumed.metrics_dataframe["epoch"]) == [3]

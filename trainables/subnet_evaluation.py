@@ -1,0 +1,288 @@
+"""Score one sub-network with inherited supernet weights: a Ray Tune function trainable.
+
+A trial's config holds the architecture (the space's flat dimension names)
+and the ``EvaluationSettings`` fields (the supernet checkpoint, the data).
+Per trial: set the architecture, recalibrate the batch-norm statistics on
+``calibration_images`` training images (the core paper §4.2 uses 32: reset
+the running statistics, then a cumulative average, ``momentum=None``, over
+forward passes in train mode without gradients), compute mIoU on the
+validation split (or its first ``val_images``), and report ``miou``,
+``flops`` and ``params`` at the deployment ``resolution``, ``arch_id``,
+``feasible`` and the time split (``recalibration_s``, ``inference_s``,
+``overhead_s``).
+
+Run with ``reuse_actors=True``: an actor loads each checkpoint once and keeps
+its calibration and validation batches in memory (caches keyed by path and
+data settings), so a trial pays only for recalibration and inference.
+
+>>> objective = supernet_objective("~/raynas_results/quickstart_supernet", val_images=32)  # doctest: +SKIP
+>>> tune.Tuner(objective.trainable, param_space={**objective.space.to_tune(), **objective.config},
+...            tune_config=tune.TuneConfig(num_samples=8, reuse_actors=True)).fit()  # doctest: +SKIP
+"""
+
+from __future__ import annotations
+
+import contextlib
+import time
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any, Iterable, Mapping
+
+import torch
+from torch import nn
+
+from raynas.errors import UserError
+from trainables.supernet_training import checkpoint_dir, dataset_options, load_supernet, read_meta
+
+_BN_TYPES = (nn.modules.batchnorm._BatchNorm,)
+
+
+# --- BN recalibration and evaluation ---------------------------------------------------
+
+
+def batch_norms(model: nn.Module) -> list[nn.modules.batchnorm._BatchNorm]:
+    return [m for m in model.modules() if isinstance(m, _BN_TYPES)]
+
+
+@contextlib.contextmanager
+def preserved_bn_statistics(model: nn.Module):
+    """Restore every BN's running statistics and momentum on exit (the supernet is left as found)."""
+    saved = [(bn, bn.momentum, bn.running_mean.clone(), bn.running_var.clone(), bn.num_batches_tracked.clone())
+             for bn in batch_norms(model)]
+    try:
+        yield
+    finally:
+        with torch.no_grad():
+            for bn, momentum, mean, var, tracked in saved:
+                bn.momentum = momentum
+                bn.running_mean.copy_(mean)
+                bn.running_var.copy_(var)
+                bn.num_batches_tracked.copy_(tracked)
+
+
+@torch.no_grad()
+def recalibrate_bn(model: nn.Module, batches: Iterable, device: torch.device | str = "cpu") -> int:
+    """Re-estimate BN running statistics as the plain average over ``batches``; returns images used.
+
+    Only the BN layers run in train mode (dropout stays off); the model is
+    left in eval mode. Momentum stays ``None`` (callers restore it, see
+    ``preserved_bn_statistics``).
+    """
+    norms = batch_norms(model)
+    model.eval()
+    for bn in norms:
+        bn.reset_running_stats()
+        bn.momentum = None
+        bn.train()
+    images = 0
+    for image, _ in batches:
+        model(image.to(device))
+        images += image.shape[0]
+    for bn in norms:
+        bn.eval()
+    return images
+
+
+@torch.no_grad()
+def evaluate_arch(supernet: nn.Module, arch: Mapping[str, Any], calibration_batches: Iterable,
+                  val_batches: Iterable, num_classes: int, ignore_index: int,
+                  device: torch.device | str = "cpu"):
+    """``(metric, recalibration_s, inference_s)`` for ``arch`` with inherited weights.
+
+    BN statistics are recalibrated on ``calibration_batches`` (none: the
+    supernet's running statistics are used as they are) and restored after;
+    ``metric`` is a ``SegmentationMetric`` over ``val_batches``.
+    """
+    from raynas.data import SegmentationMetric
+
+    metric = SegmentationMetric(num_classes, ignore_index=ignore_index, device=device)
+    supernet.set_active(arch)
+    with preserved_bn_statistics(supernet):
+        started = time.perf_counter()
+        calibration_batches = list(calibration_batches)
+        if calibration_batches:
+            recalibrate_bn(supernet, calibration_batches, device)
+        recalibration_s = time.perf_counter() - started
+        supernet.eval()
+        started = time.perf_counter()
+        for image, label in val_batches:
+            metric.update(supernet(image.to(device)), label.to(device))
+        inference_s = time.perf_counter() - started
+    return metric, recalibration_s, inference_s
+
+
+# --- the Tune trainable ------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class EvaluationSettings:
+    """What a sub-network trial needs besides its architecture.
+
+    ``checkpoint``: a supernet checkpoint folder, its ``supernet.pt`` or a
+    training run directory (its latest checkpoint, fixed when the settings
+    are made). Data settings default to
+    those the supernet was trained with (from the checkpoint).
+    ``resolution``: side of the square input at which FLOPs and parameters
+    are counted (the paper: 512 on ADE20K).
+    """
+
+    checkpoint: str
+    calibration_images: int = 32
+    val_images: int | None = None
+    batch_size: int = 8
+    resolution: int = 512
+    dataset: str | None = None
+    data_root: str | None = None
+    eval_size: Any = None
+    device: str = "cpu"
+
+    @classmethod
+    def from_dict(cls, raw: Mapping[str, Any]) -> "EvaluationSettings":
+        allowed = set(cls.__dataclass_fields__)
+        unknown = sorted(set(raw) - allowed)
+        if unknown:
+            raise UserError(f"unknown sub-network evaluation setting(s) {unknown}; allowed: {sorted(allowed)}")
+        if not raw.get("checkpoint"):
+            raise UserError("checkpoint: the supernet checkpoint to evaluate sub-networks with is required")
+        value = raw.get("calibration_images", 0)
+        if isinstance(value, bool) or not isinstance(value, int) or value < 0:
+            raise UserError(f"calibration_images: must be an integer >= 0, got {value!r}")
+        for name in ("batch_size", "resolution", "val_images"):
+            value = raw.get(name, 1)
+            if value is not None and (isinstance(value, bool) or not isinstance(value, int) or value < 1):
+                raise UserError(f"{name}: must be an integer >= 1, got {value!r}")
+        raw = dict(raw, checkpoint=str(checkpoint_dir(raw["checkpoint"])))
+        if raw.get("data_root") is not None:
+            raw["data_root"] = str(Path(raw["data_root"]).expanduser().resolve())
+        return cls(**raw)
+
+
+_SUPERNETS: dict[tuple[str, str], tuple[nn.Module, dict]] = {}
+_BATCHES: dict[tuple, list] = {}
+
+
+def cached_supernet(checkpoint: str, device: str = "cpu") -> tuple[nn.Module, dict]:
+    """``load_supernet`` once per process (a reused Tune actor) and checkpoint path."""
+    key = (str(checkpoint), device)
+    if key not in _SUPERNETS:
+        supernet, meta = load_supernet(checkpoint)
+        _SUPERNETS[key] = (supernet.to(device), meta)
+    return _SUPERNETS[key]
+
+
+def cached_batches(settings: EvaluationSettings, meta: Mapping[str, Any], split: str) -> list:
+    """The calibration (``split="train"``) or validation batches, decoded once per process.
+
+    Data settings not given in ``settings`` are those the supernet was trained with.
+    """
+    from raynas.data import EvalTransform, make_dataset, pad_collate
+
+    data = dict(meta["config"]["data"])
+    if settings.dataset is not None:
+        data["dataset"] = settings.dataset
+    if settings.data_root is not None:
+        data["root"] = settings.data_root
+    if settings.eval_size is not None:
+        data["eval_size"] = settings.eval_size
+    count = settings.calibration_images if split == "train" else settings.val_images
+    key = (repr(sorted(data.items())), split, count, settings.batch_size)
+    if key not in _BATCHES:
+        options = dataset_options(data, split) | {"transform": EvalTransform(data["eval_size"])}
+        options.pop("cache", None)  # the batches below are the cache
+        dataset = make_dataset(data["dataset"], data["root"], split, **options)
+        indices = list(range(len(dataset) if count is None else min(count, len(dataset))))
+        loader = torch.utils.data.DataLoader(torch.utils.data.Subset(dataset, indices),
+                                             batch_size=settings.batch_size, collate_fn=pad_collate)
+        _BATCHES[key] = list(loader)
+    return _BATCHES[key]
+
+
+def score_subnet(config: Mapping[str, Any], settings: Mapping[str, Any] | EvaluationSettings) -> dict:
+    """The metrics of the architecture in ``config`` (a trial config: extra keys are ignored)."""
+    from search_spaces import get_space
+
+    started = time.perf_counter()
+    settings = settings if isinstance(settings, EvaluationSettings) else EvaluationSettings.from_dict(settings)
+    cached = (settings.checkpoint, settings.device) in _SUPERNETS
+    supernet, meta = cached_supernet(settings.checkpoint, settings.device)
+    space = get_space(meta["space"], **meta["space_options"])
+    arch = space.from_config(config)
+    calibration = cached_batches(settings, meta, "train") if settings.calibration_images else []
+    val = cached_batches(settings, meta, "val")
+    metric, recalibration_s, inference_s = evaluate_arch(
+        supernet, arch, calibration, val, meta["num_classes"], meta["ignore_index"], settings.device)
+    cost = space.cost(arch, resolution=settings.resolution, num_classes=meta["num_classes"])
+    total_s = time.perf_counter() - started
+    return {
+        "miou": metric.compute()["miou"],
+        "flops": cost["flops"],
+        "params": cost["params"],
+        "arch_id": space.arch_id(arch),
+        "recalibration_s": recalibration_s,
+        "inference_s": inference_s,
+        "overhead_s": total_s - recalibration_s - inference_s,
+        "eval_s": total_s,
+        "supernet_cached": cached,  # False: this trial loaded the checkpoint (once per actor)
+    }
+
+
+def subnet_trainable(config: Mapping[str, Any]) -> None:
+    """The Tune function trainable: the architecture and the ``EvaluationSettings`` fields in one config.
+
+    A proposal the sweep marked infeasible (``feasible: False``, with
+    ``penalty``) is answered with its cost and the penalty as ``miou``,
+    without touching the supernet.
+    """
+    from ray import tune
+
+    from raynas.searchers import FEASIBLE_KEY
+
+    settings = {k: config[k] for k in EvaluationSettings.__dataclass_fields__ if k in config}
+    if config.get(FEASIBLE_KEY, True):
+        metrics = score_subnet(config, settings)
+    else:
+        space, meta = _space_and_meta(settings["checkpoint"])
+        arch = space.from_config(config)
+        cost = space.cost(arch, resolution=settings.get("resolution", 512), num_classes=meta["num_classes"])
+        metrics = {"miou": config.get("penalty", 0.0), **cost, "arch_id": space.arch_id(arch)}
+    tune.report({**metrics, FEASIBLE_KEY: bool(config.get(FEASIBLE_KEY, True))})
+
+
+def _space_and_meta(checkpoint: str):
+    from search_spaces import get_space
+
+    meta = read_meta(checkpoint)
+    return get_space(meta["space"], **meta["space_options"]), meta
+
+
+def supernet_objective(supernet: str, **settings):
+    """The sweep objective over a trained supernet: maximise ``miou``; costs ``flops`` and ``params``.
+
+    ``settings`` are ``EvaluationSettings`` fields (``calibration_images``,
+    ``val_images``, ``resolution`` …); the space is the one the supernet was
+    trained with.
+    """
+    from trainables import Objective
+
+    settings = asdict(EvaluationSettings.from_dict({"checkpoint": supernet, **settings}))
+    space, meta = _space_and_meta(settings["checkpoint"])
+
+    def cost(arch: Mapping[str, Any]) -> dict[str, float]:
+        return space.cost(arch, resolution=settings["resolution"], num_classes=meta["num_classes"])
+
+    return Objective(
+        name="supernet",
+        space=space,
+        trainable=subnet_trainable,
+        metric="miou",
+        mode="max",
+        cost=cost,
+        config={**settings, "penalty": 0.0},
+        penalty=0.0,
+        settings={"benchmark": "supernet", "epoch": meta["epoch"], **settings},
+        resources={"cpu": 1},
+    )
+
+
+__all__ = ["EvaluationSettings", "batch_norms", "cached_supernet", "evaluate_arch",
+           "preserved_bn_statistics", "recalibrate_bn", "score_subnet", "subnet_trainable", "supernet_objective"]
