@@ -65,6 +65,6 @@ def run(args: argparse.Namespace) -> int:
     try:
         run_sweep(config_from_args(args), resume=args.resume)
     except KeyboardInterrupt as stop:
-        print(f"raynas sweep: interrupted: {stop or 'Ctrl+C'}; continue with --resume", file=sys.stderr)
+        print(f"raynas sweep: interrupted: {stop or 'Ctrl+C; continue with --resume'}", file=sys.stderr)
         return 130
     return 0
