@@ -79,16 +79,18 @@ def test_missing_checkpoint_is_a_clear_error(tmp_path):
 
 
 def _val_cross_entropy(supernet, meta, checkpoint) -> float:
-    """Cross-entropy of the max sub-network (BN recalibrated) on the first 8 CamVid val images."""
+    """Cross-entropy of the max sub-network on the first 16 CamVid val images, BN on batch statistics as in training."""
     import torch.nn.functional as F
 
-    from trainables.subnet_evaluation import EvaluationSettings, cached_batches, preserved_bn_statistics, recalibrate_bn
+    from trainables.subnet_evaluation import EvaluationSettings, batch_norms, cached_batches, preserved_bn_statistics
 
-    settings = EvaluationSettings.from_dict({"checkpoint": checkpoint, "calibration_images": 8, "val_images": 8})
+    settings = EvaluationSettings.from_dict({"checkpoint": checkpoint, "calibration_images": 0, "val_images": 16})
     supernet.set_active(get_space(meta["space"], **meta["space_options"]).max_arch())
+    supernet.eval()
     losses = []
     with preserved_bn_statistics(supernet), torch.no_grad():
-        recalibrate_bn(supernet, cached_batches(settings, meta, "train"))
+        for bn in batch_norms(supernet):
+            bn.train()
         for image, label in cached_batches(settings, meta, "val"):
             losses.append(F.cross_entropy(supernet(image), label, ignore_index=meta["ignore_index"]).item())
     return sum(losses) / len(losses)
