@@ -59,6 +59,7 @@ class SweepAnalysis:
     proposals: pd.DataFrame
     best_architectures: pd.DataFrame
     hypervolume_note: str
+    latency_note: str = ""
     plots: list[ReportPlot] = field(default_factory=list)
     skipped: list[tuple[str, str]] = field(default_factory=list)  # (plot name, why)
 
@@ -160,6 +161,20 @@ def _hypervolumes(df, metric, mode, cost, colours) -> tuple[pd.DataFrame, Report
     return hypervolumes, plot, note
 
 
+def latency_note(df: pd.DataFrame) -> str:
+    """Where the reported latencies were measured: on nodes with the latency resource, or locally."""
+    if "latency_remote" not in df.columns:
+        return ""
+    measured = df.dropna(subset=["latency_remote"])
+    remote = int(measured["latency_remote"].astype(bool).sum())
+    devices = ", ".join(sorted(measured["latency_device"].astype(str).unique())) if "latency_device" in df else "?"
+    note = (f"Latency: ONNX Runtime, {remote} of {len(measured)} trials measured on nodes carrying the latency "
+            f"resource, {len(measured) - remote} measured locally; devices: {devices}.")
+    if remote == 0:
+        note += " No node carried the latency resource, so these are this machine's latencies, not the target's."
+    return note
+
+
 def analyse(df: pd.DataFrame, settings: Mapping[str, Any], top_k: int = 10) -> SweepAnalysis:
     """Compute the tables and draw the plots of the report; plots that cannot be drawn are listed with why."""
     if df.empty:
@@ -194,6 +209,7 @@ def analyse(df: pd.DataFrame, settings: Mapping[str, Any], top_k: int = 10) -> S
         proposals=proposal_counts(df),
         best_architectures=best_architectures(df, metric, mode, top_k),
         hypervolume_note=hypervolume_note,
+        latency_note=latency_note(df),
         plots=plots,
         skipped=skipped,
     )
@@ -239,6 +255,7 @@ def render_html(analysis: SweepAnalysis, settings: Mapping[str, Any], plots_href
 <h1>raynas sweep report</h1>
 <p>Sweep <code>{e(source)}</code>, report written {generated}. Objective: <b>{e(analysis.metric)}</b>
 ({direction} is better); budgets count feasible evaluations.</p>
+{f"<p>{e(analysis.latency_note)}</p>" if analysis.latency_note else ""}
 <h2>Settings</h2>
 {_settings_table(settings)}
 <h2>Ranking</h2>

@@ -4,7 +4,8 @@ One row per trial, columns (in this order, those absent skipped):
 ``searcher`` (str), ``seed`` (int), ``order`` (int, 1-based completion order
 within (searcher, seed)), ``trial_id``, ``arch_id``, ``config/<dimension>``
 for every architecture dimension, the metrics ``accuracy`` / ``miou``,
-``latency_ms``, ``flops``, ``params``, then ``feasible`` (bool) and
+``latency_ms``, ``flops``, ``params``, details where reported (``DETAIL_COLUMNS``:
+how latency was measured or predicted), then ``feasible`` (bool) and
 ``wall_time_s`` (seconds from the start of that run to the trial's result).
 The Parquet file carries the sweep settings as JSON in its schema metadata
 under the key ``b"raynas"``.
@@ -21,6 +22,9 @@ import pandas as pd
 from raynas.errors import UserError
 
 METRIC_COLUMNS = ("accuracy", "miou", "latency_ms", "flops", "params")
+# kept as reported where present: how latency was measured or predicted, and the evaluation time
+DETAIL_COLUMNS = ("latency_pred_ms", "latency_p90_ms", "latency_cpu_ms", "latency_remote", "latency_device",
+                  "latency_node_id", "eval_s")
 METADATA_KEY = b"raynas"
 
 
@@ -45,6 +49,9 @@ def tidy_run(frame: pd.DataFrame, dimensions: list[str]) -> pd.DataFrame:
     for metric in METRIC_COLUMNS:
         if metric in frame:
             tidy[metric] = frame[metric].astype(float).to_numpy()
+    for column in DETAIL_COLUMNS:
+        if column in frame:
+            tidy[column] = frame[column].to_numpy()
     tidy["feasible"] = frame["feasible"].astype(bool).to_numpy()
     tidy["wall_time_s"] = (frame["timestamp"] - started).astype(float).to_numpy()
     return tidy
@@ -69,7 +76,10 @@ def load_sweep(out: str | Path) -> pd.DataFrame:
             path = run_dir(Path(out), searcher, seed)
             if not path.is_dir():
                 continue
-            frame = ExperimentAnalysis(str(path)).dataframe()
+            analysis = ExperimentAnalysis(str(path))
+            frame = analysis.dataframe()
+            if not frame.empty:  # the trial folders carry the proposal numbers that order same-second results
+                frame["logdir"] = frame["trial_id"].map({t.trial_id: Path(t.path).name for t in analysis.trials})
             parts.append(tidy_run(frame, settings["dimensions"]))
     parts = [p for p in parts if not p.empty]
     if not parts:

@@ -13,7 +13,7 @@ import sys
 
 from raynas.errors import UserError
 
-COMMANDS = ("inspect", "report", "train-supernet", "sweep", "compare", "latency")
+COMMANDS = ("demo", "train-supernet", "sweep", "compare", "report", "inspect", "latency")
 
 
 def build_parser() -> argparse.ArgumentParser:

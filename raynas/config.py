@@ -77,6 +77,11 @@ class SweepConfig:
     accuracy_column: str | None = None
     latency_column: str | None = None
     max_latency: float | None = None  # constraint latency_ms <= max_latency (None: unconstrained)
+    max_flops: float | None = None  # constraint flops (MACs) <= max_flops
+    supernet: str | None = None  # supernet: the checkpoint (folder, its supernet.pt or the training run)
+    evaluation: dict[str, Any] = field(default_factory=dict)  # supernet: EvaluationSettings fields
+    latency: dict[str, Any] | None = None  # supernet: measure each trial's latency ({resolution, threads, ...})
+    latency_model: str | None = None  # supernet: a fitted LatencyModel (JSON) predicting latency_pred_ms
     searchers: list[str] = field(default_factory=lambda: ["cds", "evolution", "optuna", "nevergrad", "random"])
     budget: int = 200  # feasible architectures evaluated per (searcher, seed)
     seeds: int = 1  # seeds 0 .. seeds-1
@@ -102,12 +107,17 @@ class SweepConfig:
         _whole("sweep.budget", self.budget, 1)
         _whole("sweep.seeds", self.seeds, 1)
         _whole("sweep.max_concurrent_trials", self.max_concurrent_trials, 1)
-        if self.max_latency is not None:
-            if isinstance(self.max_latency, bool) or not isinstance(self.max_latency, (int, float)) \
-                    or self.max_latency <= 0:
-                raise UserError(f"sweep.max_latency: must be a number > 0 (milliseconds), got {self.max_latency!r}")
-            if not self.latency_column:
-                raise UserError("sweep.max_latency: needs sweep.latency_column (the table column it bounds)")
+        for name in ("max_latency", "max_flops"):
+            value = getattr(self, name)
+            if value is not None and (isinstance(value, bool) or not isinstance(value, (int, float)) or value <= 0):
+                raise UserError(f"sweep.{name}: must be a number > 0, got {value!r}")
+        if self.max_latency is not None and self.max_flops is not None:
+            raise UserError("sweep: give one constraint, max_latency or max_flops, not both")
+        if self.max_latency is not None and self.benchmark == "nb201" and not self.latency_column:
+            raise UserError("sweep.max_latency: needs sweep.latency_column (the table column it bounds)")
+        if self.max_latency is not None and self.benchmark == "supernet" \
+                and self.latency is None and self.latency_model is None:
+            raise UserError("sweep.max_latency: needs sweep.latency (measured) or sweep.latency_model (predicted)")
         if not isinstance(self.searcher_options, Mapping):
             raise UserError(f"sweep.searcher_options: must map searcher names to options, got {self.searcher_options!r}")
         for name, options in self.searcher_options.items():
@@ -120,11 +130,19 @@ class SweepConfig:
             for name in ("table", "accuracy_column"):
                 if not getattr(self, name):
                     raise UserError(f"sweep.{name}: required for benchmark nb201")
+        if self.benchmark == "supernet" and not self.supernet:
+            raise UserError("sweep.supernet: required for benchmark supernet (a checkpoint of train-supernet)")
+        for name in ("evaluation", "latency"):
+            if getattr(self, name) is not None and not isinstance(getattr(self, name), Mapping):
+                raise UserError(f"sweep.{name}: must be a mapping of settings, got {getattr(self, name)!r}")
         if self.out is None:
             raise UserError("sweep.out: required (the sweep directory)")
 
     def objective_options(self) -> dict[str, Any]:
         """Keyword options of the objective factory (``trainables.make_objective``)."""
+        if self.benchmark == "supernet":
+            return {"supernet": self.supernet, "latency": self.latency, "latency_model": self.latency_model,
+                    "latency_constraint": self.max_latency is not None, **self.evaluation}
         return {"table": self.table, "accuracy_column": self.accuracy_column, "latency_column": self.latency_column}
 
     def to_dict(self) -> dict[str, Any]:

@@ -34,13 +34,18 @@ TRIALS_FILE = "trials.parquet"
 os.environ.setdefault("TUNE_GLOBAL_CHECKPOINT_S", "2")
 
 
-def constraint_of(config: SweepConfig) -> Constraint | None:
-    return Constraint("latency_ms", float(config.max_latency)) if config.max_latency is not None else None
+def constraint_of(config: SweepConfig, objective: Objective) -> Constraint | None:
+    """The sweep's one constraint, on the objective's cost of that name (None: unconstrained)."""
+    if config.max_flops is not None:
+        return Constraint("flops", float(config.max_flops))
+    if config.max_latency is not None:
+        return Constraint(objective.latency_cost, float(config.max_latency))
+    return None
 
 
 def sweep_settings(config: SweepConfig, objective: Objective) -> dict:
     """What a sweep was: saved as ``sweep.json`` and as the Parquet ``raynas`` metadata."""
-    constraint = constraint_of(config)
+    constraint = constraint_of(config, objective)
     return {
         **objective.settings,
         "metric": objective.metric,
@@ -99,9 +104,10 @@ def run_one(out: Path, objective: Objective, config: SweepConfig, searcher: str,
     trainable = tune.with_resources(objective.trainable, objective.resources)
     started = time.time()
     if tune.Tuner.can_restore(str(path)):
+        repair_torn_state(path)
         tuner = tune.Tuner.restore(str(path), trainable=trainable, resume_errored=True)
     else:
-        search_alg = make_searcher(searcher, objective.space, constraint_of(config), objective.metric,
+        search_alg = make_searcher(searcher, objective.space, constraint_of(config, objective), objective.metric,
                                    objective.mode, seed, config.budget, objective.cost,
                                    **config.searcher_options.get(searcher, {}))
         tuner = tune.Tuner(
@@ -131,6 +137,48 @@ def run_one(out: Path, objective: Objective, config: SweepConfig, searcher: str,
                                 f"feasible trials; continue with --resume")
     (path / RUN_DONE_FILE).write_text(json.dumps(summary, indent=1))
     return summary
+
+
+STATE_FILES = ("experiment_state-{}.json", "search_gen_state-{}.json", "searcher-state-{}.pkl")
+
+
+def _readable_json(file: Path) -> bool:
+    try:
+        json.loads(file.read_text())
+        return True
+    except (OSError, ValueError):
+        return False
+
+
+def repair_torn_state(path: Path) -> None:
+    """Undo a driver killed while Tune copied its experiment state into ``path``.
+
+    Tune writes the state into the driver's staging folder (under the Ray temp
+    dir), then copies it into the experiment folder, not atomically: a kill
+    during the copy leaves a truncated ``experiment_state-*.json``, which Tune
+    would take for an empty experiment. The staging copy, complete by then,
+    is put back (with the searcher state saved beside it); without one, a
+    clear error says what to do.
+    """
+    import glob
+    import shutil
+    import tempfile
+
+    states = sorted(path.glob("experiment_state-*.json"))
+    if not states or _readable_json(states[-1]):
+        return
+    session = states[-1].name[len("experiment_state-"):-len(".json")]
+    pattern = os.path.join(tempfile.gettempdir(), "ray", "session_*", "artifacts", "*", path.name,
+                           "driver_artifacts", states[-1].name)
+    for staged in map(Path, glob.glob(pattern)):
+        text = staged.read_text() if _readable_json(staged) else ""
+        if str(path.parent) in text or str(path.parent).encode().hex() in text:  # this run's (storage path)
+            for template in STATE_FILES:
+                if (staged.parent / template.format(session)).exists():
+                    shutil.copy2(staged.parent / template.format(session), path / template.format(session))
+            return
+    raise UserError(f"--resume: {states[-1]} was cut off when the sweep's driver died and no complete copy "
+                    f"is left; remove {path} to run that (searcher, seed) again (other runs are kept)")
 
 
 def _prepare(out: Path, settings: dict, resume: bool) -> None:

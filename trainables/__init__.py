@@ -41,6 +41,7 @@ class Objective:
     penalty: float = 0.0  # metric reported for an infeasible proposal
     settings: dict[str, Any] = field(default_factory=dict)  # recorded in sweep.json / Parquet metadata
     resources: dict[str, float] = field(default_factory=lambda: {"cpu": 0.01})
+    latency_cost: str = "latency_ms"  # the cost a latency constraint bounds (measured or predicted)
 
 
 def make_objective(name: str, **options) -> Objective:

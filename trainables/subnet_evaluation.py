@@ -9,7 +9,8 @@ forward passes in train mode without gradients), compute mIoU on the
 validation split (or its first ``val_images``), and report ``miou``,
 ``flops`` and ``params`` at the deployment ``resolution``, ``arch_id``,
 ``feasible`` and the time split (``recalibration_s``, ``inference_s``,
-``overhead_s``).
+``overhead_s``, ``latency_s``); with ``latency`` settings also the sub-network's
+latency measured by the latency service (``latency_ms`` …, see ``raynas.latency``).
 
 Run with ``reuse_actors=True``: an actor loads each checkpoint once and keeps
 its calibration and validation batches in memory (caches keyed by path and
@@ -135,6 +136,7 @@ class EvaluationSettings:
     data_root: str | None = None
     eval_size: Any = None
     device: str = "cpu"
+    latency: Mapping[str, Any] | None = None  # measure latency per trial: LATENCY_DEFAULTS fields
 
     @classmethod
     def from_dict(cls, raw: Mapping[str, Any]) -> "EvaluationSettings":
@@ -152,6 +154,7 @@ class EvaluationSettings:
             if value is not None and (isinstance(value, bool) or not isinstance(value, int) or value < 1):
                 raise UserError(f"{name}: must be an integer >= 1, got {value!r}")
         raw = dict(raw, checkpoint=str(checkpoint_dir(raw["checkpoint"])))
+        raw["latency"] = latency_settings(raw.get("latency"), raw.get("resolution", 512))
         if raw.get("data_root") is not None:
             raw["data_root"] = str(Path(raw["data_root"]).expanduser().resolve())
         return cls(**raw)
@@ -197,6 +200,50 @@ def cached_batches(settings: EvaluationSettings, meta: Mapping[str, Any], split:
     return _BATCHES[key]
 
 
+LATENCY_DEFAULTS = {"resolution": None, "threads": 1, "warmup": 3, "repeats": 20, "resource": "arm",
+                    "cache_dir": "~/.cache/raynas/latency"}
+_LATENCY_SERVICES: dict[tuple, Any] = {}
+
+
+def latency_settings(latency: Mapping[str, Any] | None, resolution: int) -> dict[str, Any] | None:
+    """Validated latency settings (``resolution`` defaults to the evaluation's); None: not measured."""
+    from raynas.latency.onnx_timing import TimingSettings, input_size
+
+    if latency is None:
+        return None
+    if not isinstance(latency, Mapping):
+        raise UserError(f"latency: must be a mapping of {list(LATENCY_DEFAULTS)}, got {latency!r}")
+    unknown = sorted(set(latency) - set(LATENCY_DEFAULTS))
+    if unknown:
+        raise UserError(f"latency: unknown field(s) {unknown}; allowed fields: {list(LATENCY_DEFAULTS)}")
+    merged = {**LATENCY_DEFAULTS, **latency}
+    merged["resolution"] = list(input_size(merged["resolution"] or resolution))
+    TimingSettings(merged["threads"], merged["warmup"], merged["repeats"])
+    merged["cache_dir"] = str(Path(merged["cache_dir"]).expanduser().resolve())
+    return merged
+
+
+def latency_service(latency: Mapping[str, Any]):
+    """One ``LatencyService`` per process (a reused Tune actor) and settings."""
+    from raynas.latency.onnx_timing import TimingSettings
+    from raynas.latency.service import LatencyService
+
+    key = tuple(sorted((k, str(v)) for k, v in latency.items()))
+    if key not in _LATENCY_SERVICES:
+        _LATENCY_SERVICES[key] = LatencyService(
+            latency["cache_dir"], resource=latency["resource"],
+            settings=TimingSettings(latency["threads"], latency["warmup"], latency["repeats"]))
+    return _LATENCY_SERVICES[key]
+
+
+def measure_latency(space, supernet: nn.Module, arch: Mapping[str, Any], latency: Mapping[str, Any]) -> dict:
+    """Latency metrics of ``arch`` (ONNX Runtime on a node with the latency resource, else locally; cached)."""
+    from raynas.latency.service import arch_requests, trial_metrics
+
+    service = latency_service(latency)
+    return trial_metrics(service.measure(arch_requests(space, supernet, [arch], latency["resolution"]))[0])
+
+
 def score_subnet(config: Mapping[str, Any], settings: Mapping[str, Any] | EvaluationSettings) -> dict:
     """The metrics of the architecture in ``config`` (a trial config: extra keys are ignored)."""
     from search_spaces import get_space
@@ -212,16 +259,23 @@ def score_subnet(config: Mapping[str, Any], settings: Mapping[str, Any] | Evalua
     metric, recalibration_s, inference_s = evaluate_arch(
         supernet, arch, calibration, val, meta["num_classes"], meta["ignore_index"], settings.device)
     cost = space.cost(arch, resolution=settings.resolution, num_classes=meta["num_classes"])
-    total_s = time.perf_counter() - started
+    evaluated_s = time.perf_counter() - started
+    latency, latency_s = {}, 0.0
+    if settings.latency:
+        latency_started = time.perf_counter()
+        latency = measure_latency(space, supernet, arch, settings.latency)
+        latency_s = time.perf_counter() - latency_started
     return {
         "miou": metric.compute()["miou"],
         "flops": cost["flops"],
         "params": cost["params"],
         "arch_id": space.arch_id(arch),
+        **latency,
         "recalibration_s": recalibration_s,
         "inference_s": inference_s,
-        "overhead_s": total_s - recalibration_s - inference_s,
-        "eval_s": total_s,
+        "overhead_s": evaluated_s - recalibration_s - inference_s,
+        "latency_s": latency_s,
+        "eval_s": evaluated_s + latency_s,
         "supernet_cached": cached,  # False: this trial loaded the checkpoint (once per actor)
     }
 
@@ -255,20 +309,35 @@ def _space_and_meta(checkpoint: str):
     return get_space(meta["space"], **meta["space_options"]), meta
 
 
-def supernet_objective(supernet: str, **settings):
+def supernet_objective(supernet: str, latency_model: str | None = None, latency_constraint: bool = False,
+                       **settings):
     """The sweep objective over a trained supernet: maximise ``miou``; costs ``flops`` and ``params``.
 
     ``settings`` are ``EvaluationSettings`` fields (``calibration_images``,
-    ``val_images``, ``resolution`` …); the space is the one the supernet was
-    trained with.
+    ``val_images``, ``resolution``, ``latency`` …); the space is the one the
+    supernet was trained with. With ``latency`` every trial measures its
+    sub-network's ``latency_ms``. With ``latency_model`` (a fitted
+    ``LatencyModel`` file) the cost function also predicts
+    ``latency_pred_ms``, and a latency constraint bounds that; without one,
+    ``latency_constraint`` makes the cost function measure each candidate
+    (once, cached) so the constraint bounds the measured latency.
     """
     from trainables import Objective
 
     settings = asdict(EvaluationSettings.from_dict({"checkpoint": supernet, **settings}))
     space, meta = _space_and_meta(settings["checkpoint"])
+    predictor = _latency_predictor(latency_model, space, meta["num_classes"], settings["latency"])
+    if latency_constraint and predictor is None and settings["latency"] is None:
+        raise UserError("a latency constraint needs latency settings (measured) or a latency_model (predicted)")
 
     def cost(arch: Mapping[str, Any]) -> dict[str, float]:
-        return space.cost(arch, resolution=settings["resolution"], num_classes=meta["num_classes"])
+        costs = space.cost(arch, resolution=settings["resolution"], num_classes=meta["num_classes"])
+        if predictor is not None:
+            costs["latency_pred_ms"] = predictor.cost(arch)["latency_ms"]
+        elif latency_constraint:
+            supernet_module, _ = cached_supernet(settings["checkpoint"])
+            costs["latency_ms"] = measure_latency(space, supernet_module, arch, settings["latency"])["latency_ms"]
+        return costs
 
     return Objective(
         name="supernet",
@@ -279,9 +348,25 @@ def supernet_objective(supernet: str, **settings):
         cost=cost,
         config={**settings, "penalty": 0.0},
         penalty=0.0,
-        settings={"benchmark": "supernet", "epoch": meta["epoch"], **settings},
+        settings={"benchmark": "supernet", "epoch": meta["epoch"], "latency_model": latency_model, **settings},
         resources={"cpu": 1},
+        latency_cost="latency_pred_ms" if predictor is not None else "latency_ms",
     )
+
+
+def _latency_predictor(path: str | None, space, num_classes: int, latency: Mapping[str, Any] | None):
+    """The fitted latency model at ``path`` (None without one), checked against the space and settings."""
+    from raynas.latency.model import LatencyModel
+
+    if path is None:
+        return None
+    model = LatencyModel.load(path, space)
+    if model.num_classes != num_classes:
+        raise UserError(f"latency_model {path}: fitted for {model.num_classes} classes, the supernet has {num_classes}")
+    if latency is not None and list(model.resolution) != list(latency["resolution"]):
+        raise UserError(f"latency_model {path}: fitted at {list(model.resolution)}, but latency.resolution is "
+                        f"{latency['resolution']}; measure and predict at one resolution")
+    return model
 
 
 __all__ = ["EvaluationSettings", "batch_norms", "cached_supernet", "evaluate_arch",

@@ -1,0 +1,144 @@
+"""``python -m raynas demo``: the main job, end to end.
+
+1. train a small weight-sharing supernet with Ray Train (CamVid when its
+   folder exists, else the generated set — said loudly);
+2. sweep CDS, regularized evolution, Optuna, Nevergrad and random search
+   over it as Ray Tune trials, each sub-network scored by mIoU with inherited
+   weights and its latency measured by the latency actors (on nodes with the
+   ``arm`` resource, else locally, as the results say);
+3. write the report.
+
+Running it again on the same ``--out`` continues what is there: a finished
+step is skipped, an interrupted one resumes (nothing is evaluated twice).
+``--address auto`` (on a cluster's head node, e.g. after ``ray up cluster.yaml``)
+runs the same job at scale.
+"""
+
+from __future__ import annotations
+
+import argparse
+import time
+from pathlib import Path
+from typing import Any, Mapping
+
+NAME = "demo"
+HELP = "the main job: train a supernet, sweep five searchers over it with measured latency, write the report"
+SECTIONS = ("supernet", "sweep", "report")
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--config", default="configs/demo.yaml", help="demo YAML (default configs/demo.yaml)")
+    parser.add_argument("--out", default="runs/demo", help="where the supernet, sweep and report go")
+    parser.add_argument("--address", default=None,
+                        help="Ray cluster address ('auto' on a cluster's head node); default: a local Ray")
+    parser.add_argument("--data-root", dest="data_root", default=None,
+                        help="the data set's folder (default: the config's, else ../shared/data/<dataset>)")
+
+
+def read_demo_config(path: str | Path) -> dict[str, Any]:
+    """The ``supernet`` (train-supernet schema), ``sweep`` (SweepConfig fields) and ``report`` sections."""
+    import yaml
+
+    from raynas.errors import UserError
+
+    file = Path(path)
+    if not file.is_file():
+        raise UserError(f"config: file {str(path)!r} does not exist")
+    try:
+        data = yaml.safe_load(file.read_text()) or {}
+    except yaml.YAMLError as err:
+        raise UserError(f"config: {path} is not valid YAML ({err})") from None
+    if not isinstance(data, Mapping):
+        raise UserError(f"config: {path} must hold the sections {list(SECTIONS)}")
+    unknown = sorted(set(data) - set(SECTIONS))
+    if unknown:
+        raise UserError(f"config: unknown section(s) {unknown} in {path}; allowed sections: {list(SECTIONS)}")
+    return {name: dict(data.get(name) or {}) for name in SECTIONS}
+
+
+def choose_data(data: dict[str, Any], root: str | None, log) -> dict[str, Any]:
+    """The config's data set if its folder exists, else the generated set (announced loudly)."""
+    from raynas.paths import shared_data_dir
+
+    data = dict(data)
+    if data.get("dataset", "synthetic") == "synthetic":
+        log("demo: WARNING: training on the procedurally generated set (data.dataset: synthetic)")
+        return data
+    folder = Path(root or data.get("root") or shared_data_dir() / data["dataset"]).expanduser()
+    if folder.is_dir():
+        data["root"] = str(folder.resolve())
+        return data
+    log(f"demo: WARNING: no {data['dataset']} data at {folder}; training on the procedurally generated "
+        f"set instead (pass --data-root to use real data)")
+    return {"dataset": "synthetic", "crop_size": data.get("crop_size", 64)}
+
+
+def connect(address: str | None) -> None:
+    """Start a local Ray, or join the cluster at ``address`` (a clear error when unreachable)."""
+    import ray
+
+    from raynas.errors import UserError
+
+    if ray.is_initialized():
+        return
+    try:
+        ray.init(address=address, include_dashboard=False, log_to_driver=False, configure_logging=False)
+    except (ConnectionError, RuntimeError, ValueError) as err:
+        raise UserError(f"--address: cannot reach a Ray cluster at {address!r} ({err})") from None
+
+
+def train(config: dict[str, Any], out: Path, log) -> Path:
+    """Train (or finish training) the supernet; returns its last checkpoint."""
+    from raynas.training_config import SupernetTrainingConfig
+    from trainables.supernet_training import latest_checkpoint, read_meta, train_supernet
+
+    cfg = SupernetTrainingConfig.from_dict({**config, "run": {"storage_path": str(out), "name": "supernet"}})
+    run_dir = out / "supernet"
+    done = latest_checkpoint(run_dir)
+    if done is not None and read_meta(done)["epoch"] >= cfg.training.epochs:
+        log(f"demo: 1/3 supernet already trained ({done})")
+        return done
+    log(f"demo: 1/3 training the supernet on Ray Train: {cfg.scaling.num_workers} worker(s), "
+        f"{cfg.training.epochs} epochs of {cfg.training.steps_per_epoch} sandwich steps, data {cfg.data.dataset}")
+    started = time.time()
+    result = train_supernet(cfg)
+    if result.error is not None:
+        raise RuntimeError(f"supernet training failed: {result.error}")
+    history = read_meta(latest_checkpoint(run_dir))["history"]
+    last = history[-1] if history else {}
+    log(f"demo: 1/3 supernet trained in {time.time() - started:.0f} s; last epoch: "
+        + ", ".join(f"{k} {v:.3f}" for k, v in last.items() if isinstance(v, float)))
+    return latest_checkpoint(run_dir)
+
+
+def run(args: argparse.Namespace) -> int:
+    from analysis.report import write_report
+    from analysis.results import load_results
+    from raynas.config import SweepConfig, build
+    from raynas.sweep import SETTINGS_FILE, run_sweep
+
+    log = print
+    sections = read_demo_config(args.config)
+    out = Path(args.out).expanduser().resolve()
+    supernet = dict(sections["supernet"])
+    supernet["data"] = choose_data(supernet.get("data", {}), args.data_root, log)
+    sweep_dir = out / "sweep"
+    # validate everything before starting anything
+    fields = {**sections["sweep"], "benchmark": "supernet", "supernet": str(out / "supernet"), "out": str(sweep_dir)}
+    if isinstance(fields.get("latency"), Mapping):  # the demo keeps its latency cache beside its results
+        fields["latency"] = {"cache_dir": str(out / "latency_cache"), **fields["latency"]}
+    sweep = build(SweepConfig, fields, "sweep")
+    started = time.time()
+    connect(args.address)
+    checkpoint = train(supernet, out, log)
+    sweep.supernet = str(checkpoint)
+    resume = (sweep_dir / SETTINGS_FILE).exists()
+    log(f"demo: 2/3 {'continuing' if resume else 'running'} the sweep: {', '.join(sweep.searchers)}; "
+        f"{sweep.budget} feasible sub-networks each, {sweep.seeds} seed(s)")
+    trials = run_sweep(sweep, resume=resume, log=log)
+    df, settings = load_results(trials)
+    report = write_report(df, settings, out / "report.html", top_k=int(sections["report"].get("top_k", 10)),
+                          source=str(trials))
+    log(f"demo: 3/3 report: {report}")
+    log(f"demo: done in {time.time() - started:.0f} s; trials table {trials}")
+    return 0
