@@ -87,6 +87,7 @@ class SweepConfig:
     seeds: int = 1  # seeds 0 .. seeds-1
     out: str | None = None
     max_concurrent_trials: int = 2  # per Tuner
+    max_failures: int = 2  # retries of a trial that raises (Tune's FailureConfig) before it is recorded failed
     searcher_options: dict[str, dict[str, Any]] = field(default_factory=dict)
 
     def check(self) -> None:
@@ -107,6 +108,7 @@ class SweepConfig:
         _whole("sweep.budget", self.budget, 1)
         _whole("sweep.seeds", self.seeds, 1)
         _whole("sweep.max_concurrent_trials", self.max_concurrent_trials, 1)
+        _whole("sweep.max_failures", self.max_failures, 0)
         for name in ("max_latency", "max_flops"):
             value = getattr(self, name)
             if value is not None and (isinstance(value, bool) or not isinstance(value, (int, float)) or value <= 0):

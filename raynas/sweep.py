@@ -56,6 +56,7 @@ def sweep_settings(config: SweepConfig, objective: Objective) -> dict:
         "searchers": list(config.searchers),
         "searcher_options": config.searcher_options,
         "max_concurrent_trials": config.max_concurrent_trials,
+        "max_failures": config.max_failures,
         "dimensions": [d.name for d in objective.space.dimensions],
         "space": objective.space.name,
     }
@@ -66,7 +67,7 @@ def run_dir(out: Path, searcher: str, seed: int) -> Path:
 
 
 def run_sweep(config: SweepConfig, resume: bool = False, log: Callable[[str], None] = print) -> Path:
-    """Run (or continue) the sweep; returns the path of ``trials.parquet``."""
+    """Run (or continue) the sweep; returns the path of ``trials.parquet`` (absent if no trial finished)."""
     import ray
 
     from analysis.results import load_sweep, write_trials
@@ -85,13 +86,19 @@ def run_sweep(config: SweepConfig, resume: bool = False, log: Callable[[str], No
 
     def one(run):
         summary = run_one(out, objective, config, *run)
+        failed = f" + {summary['failed']} FAILED ({summary['errors'][0]})" if summary["failed"] else ""
         log(f"sweep: {run[0]:<12} seed {run[1]:<3} {summary['feasible']} feasible + {summary['infeasible']} "
-            f"infeasible trials, best {objective.metric} {summary['best']:.3f}, {summary['wall_s']:.1f} s "
+            f"infeasible{failed} trials, best {objective.metric} {summary['best']:.3f}, {summary['wall_s']:.1f} s "
             f"[{time.time() - start:.0f} s]")
 
     for run in todo:
         one(run)
-    path = write_trials(load_sweep(out), out / TRIALS_FILE, settings)
+    try:
+        trials = load_sweep(out)
+    except UserError as nothing:  # every trial failed: the runs' raynas_run.json say why
+        log(f"sweep: no {TRIALS_FILE} written: {nothing}")
+        return out / TRIALS_FILE
+    path = write_trials(trials, out / TRIALS_FILE, settings)
     log(f"sweep: wrote {path}")
     return path
 
@@ -115,23 +122,23 @@ def run_one(out: Path, objective: Objective, config: SweepConfig, searcher: str,
             param_space={**objective.space.to_tune(), **objective.config, "searcher": searcher, "seed": seed},
             tune_config=tune.TuneConfig(search_alg=search_alg, num_samples=-1, reuse_actors=True,
                                         max_concurrent_trials=config.max_concurrent_trials),
-            run_config=tune.RunConfig(storage_path=str(path.parent), name=path.name, verbose=0),
+            run_config=tune.RunConfig(storage_path=str(path.parent), name=path.name, verbose=0,
+                                      failure_config=tune.FailureConfig(max_failures=config.max_failures)),
         )
     fit_start = time.time()
     grid = tuner.fit()
     fit_s = time.time() - fit_start
     frame = grid.get_dataframe()
-    errors = [str(r.error) for r in grid if r.error is not None]
-    if errors:
-        raise RuntimeError(f"{searcher} seed {seed}: {len(errors)} trial(s) failed, first: {errors[0]}")
+    errors = [str(r.error).strip().splitlines()[-1] for r in grid if r.error is not None]
     feasible = frame[frame[FEASIBLE_KEY].astype(bool)] if len(frame) else frame
     summary = {
         "searcher": searcher, "seed": seed, "trials": len(frame), "feasible": len(feasible),
         "infeasible": len(frame) - len(feasible),
         "best": float(feasible[objective.metric].max()) if len(feasible) else float("nan"),
+        "failed": len(errors), "errors": errors[:5],  # trials that still raised after max_failures retries
         "wall_s": time.time() - started, "fit_s": fit_s,
     }
-    if summary["feasible"] < config.budget and summary["infeasible"] < MAX_INFEASIBLE_PER_BUDGET * config.budget:
+    if summary["feasible"] + summary["failed"] < config.budget and summary["infeasible"] < MAX_INFEASIBLE_PER_BUDGET * config.budget:
         # Tune returns normally when stopped (Ctrl+C): leave the run restorable, stop the sweep
         raise KeyboardInterrupt(f"{searcher} seed {seed} stopped after {summary['feasible']} of {config.budget} "
                                 f"feasible trials; continue with --resume")

@@ -18,6 +18,29 @@ from raynas.config import SweepConfig, build
 from raynas.sweep import run_sweep
 
 NB201 = ["--accuracy-column", "cifar10_test_acc", "--latency-column", "lat_raspi4_ms"]
+FLAKY_DIR = "RAYNAS_TEST_FLAKY_DIR"
+
+
+def flaky_objective(**nb201):
+    """The NB201 objective, but a trial's first attempt raises (a marker file per trial remembers it)."""
+    from trainables.tabular_benchmark import nb201_objective
+
+    objective = nb201_objective(**nb201)
+    objective.trainable = flaky_trainable
+    objective.config = {**objective.config, "flaky_dir": os.environ[FLAKY_DIR]}
+    return objective
+
+
+def flaky_trainable(config: dict) -> None:
+    from ray import tune
+
+    from trainables.tabular_benchmark import tabular_trainable
+
+    marker = Path(config["flaky_dir"]) / tune.get_context().get_trial_id()
+    if not marker.exists():
+        marker.write_text("failed once")
+        raise RuntimeError("a flaky evaluation")
+    tabular_trainable(config)
 
 
 def _finished_trials(run_dir: Path) -> dict[str, str]:
@@ -91,3 +114,28 @@ def test_a_state_file_cut_off_by_a_kill_is_put_back_from_the_drivers_staging_cop
     assert json.loads((run / f"experiment_state-{session}.json").read_text())["storage"] == str(run.parent)
     assert (run / f"searcher-state-{session}.pkl").read_bytes() == b"new"  # the searcher saved with that state
     repair_torn_state(run)  # a readable state is left alone
+
+
+def test_a_trial_that_raises_is_retried_and_recorded(ray_local, nb201_table, tmp_path, monkeypatch):
+    import trainables
+
+    monkeypatch.setitem(trainables.OBJECTIVES, "flaky", "tests.test_reliability:flaky_objective")
+    monkeypatch.setenv(FLAKY_DIR, str(tmp_path / "markers"))
+    (tmp_path / "markers").mkdir()
+    common = {"benchmark": "flaky", "table": str(nb201_table), "accuracy_column": "cifar10_test_acc",
+              "latency_column": "lat_raspi4_ms", "searchers": ["random"], "budget": 6}
+
+    run_sweep(build(SweepConfig, {**common, "out": str(tmp_path / "retried"), "max_failures": 1}, "sweep"),
+              log=lambda line: None)
+    trials, _ = load_results(tmp_path / "retried")
+    assert len(trials) == 6 and trials["feasible"].all() and trials["accuracy"].gt(0).all()
+    run = tmp_path / "retried" / "random" / "seed_0"
+    assert len(list(run.glob("*/error.txt"))) == 6  # each first failure recorded by Tune beside its trial
+    assert json.loads((run / "raynas_run.json").read_text())["failed"] == 0
+
+    lines = []
+    run_sweep(build(SweepConfig, {**common, "out": str(tmp_path / "failing"), "max_failures": 0}, "sweep"),
+              log=lines.append)
+    summary = json.loads((tmp_path / "failing" / "random" / "seed_0" / "raynas_run.json").read_text())
+    assert summary["failed"] == 6 and "a flaky evaluation" in summary["errors"][0]
+    assert "6 FAILED" in lines[0]

@@ -74,6 +74,7 @@ def _from_settings(settings: dict, out: str) -> dict:
     """A resumed sweep's fields from its sweep.json (so `--out DIR --resume` alone suffices)."""
     fields = {"benchmark": settings["benchmark"], "searchers": settings["searchers"], "budget": settings["budget"],
               "seeds": len(settings["seeds"]), "out": out, "max_concurrent_trials": settings["max_concurrent_trials"],
+              "max_failures": settings["max_failures"],
               "searcher_options": settings["searcher_options"]}
     constraint = settings["constraint"]
     if constraint:
