@@ -57,34 +57,24 @@ def read_demo_config(path: str | Path) -> dict[str, Any]:
 
 
 def choose_data(data: dict[str, Any], root: str | None, log) -> dict[str, Any]:
-    """The config's data set if its folder exists, else the generated set (announced loudly)."""
+    """The data set's folder (given, or the shared default) or, when the default is missing, the generated set."""
+    from raynas.errors import UserError
     from raynas.paths import shared_data_dir
 
     data = dict(data)
     if data.get("dataset", "synthetic") == "synthetic":
         log("demo: WARNING: training on the procedurally generated set (data.dataset: synthetic)")
         return data
-    folder = Path(root or data.get("root") or shared_data_dir() / data["dataset"]).expanduser()
+    given = root or data.get("root")
+    folder = Path(given or shared_data_dir() / data["dataset"]).expanduser()
     if folder.is_dir():
         data["root"] = str(folder.resolve())
         return data
+    if given:
+        raise UserError(f"data root: {folder} is not a folder (expected the {data['dataset']} data set there)")
     log(f"demo: WARNING: no {data['dataset']} data at {folder}; training on the procedurally generated "
         f"set instead (pass --data-root to use real data)")
     return {"dataset": "synthetic", "crop_size": data.get("crop_size", 64)}
-
-
-def connect(address: str | None) -> None:
-    """Start a local Ray, or join the cluster at ``address`` (a clear error when unreachable)."""
-    import ray
-
-    from raynas.errors import UserError
-
-    if ray.is_initialized():
-        return
-    try:
-        ray.init(address=address, include_dashboard=False, log_to_driver=False, configure_logging=False)
-    except (ConnectionError, RuntimeError, ValueError) as err:
-        raise UserError(f"--address: cannot reach a Ray cluster at {address!r} ({err})") from None
 
 
 def train(config: dict[str, Any], out: Path, log) -> Path:
@@ -114,6 +104,7 @@ def train(config: dict[str, Any], out: Path, log) -> Path:
 def run(args: argparse.Namespace) -> int:
     from analysis.report import write_report
     from analysis.results import load_results
+    from raynas.cluster import connect
     from raynas.config import SweepConfig, build
     from raynas.sweep import SETTINGS_FILE, run_sweep
 

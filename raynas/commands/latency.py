@@ -55,9 +55,9 @@ def run(args: argparse.Namespace) -> int:
     fitted = [space.min_arch(), space.max_arch()] + [space.sample(rng) for _ in range(args.fit - 2)] if args.fit else []
 
     if args.address:
-        import ray
+        from raynas.cluster import connect
 
-        ray.init(address=args.address, include_dashboard=False, log_to_driver=False)
+        connect(args.address)
     service = LatencyService(args.cache_dir, resource=args.resource,
                              settings=TimingSettings(threads=args.threads, warmup=args.warmup, repeats=args.repeats))
     supernet = space.build_supernet(args.num_classes)

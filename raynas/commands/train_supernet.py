@@ -18,13 +18,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    import ray
-
+    from raynas.cluster import connect
     from raynas.training_config import SupernetTrainingConfig
     from trainables.supernet_training import train_supernet
 
     config = SupernetTrainingConfig.from_yaml(args.config)
-    ray.init(address=args.address, include_dashboard=False)
+    connect(args.address)
     result = train_supernet(config, resume=args.resume)
     frame = result.metrics_dataframe
     if frame is not None:

@@ -1,0 +1,72 @@
+"""The main job: bad input is one clear line before anything starts; end to end (slow) it writes the report."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import yaml
+
+from raynas.cli import main
+
+REPO = Path(__file__).resolve().parent.parent
+
+
+def _config(tmp_path, **sweep) -> Path:
+    data = yaml.safe_load((REPO / "configs" / "demo.yaml").read_text())
+    data["sweep"].update(sweep)
+    path = tmp_path / "demo.yaml"
+    path.write_text(yaml.safe_dump(data))
+    return path
+
+
+@pytest.mark.parametrize("sweep, extra, message", [
+    ({"searchers": ["cds", "hyperband"]}, [], "sweep.searchers: 'hyperband' is not allowed; allowed values: ['cds'"),
+    ({"budget": 0}, [], "sweep.budget: must be a whole number >= 1, got 0"),
+    ({"max_flops": -1}, [], "sweep.max_flops: must be a number > 0"),
+    ({}, ["--data-root", "/nonexistent/camvid"], "data root: /nonexistent/camvid is not a folder"),
+    ({}, ["--address", "127.0.0.1:1"], "--address: no Ray cluster answers at '127.0.0.1:1'"),
+])
+def test_bad_input_is_one_line_exit_2_and_nothing_written(tmp_path, capsys, sweep, extra, message):
+    out = tmp_path / "out"
+    assert main(["demo", "--config", str(_config(tmp_path, **sweep)), "--out", str(out), *extra]) == 2
+    err = capsys.readouterr().err.strip()
+    assert message in err and len(err.splitlines()) == 1
+    assert not out.exists()
+
+
+def test_unknown_section_and_missing_config_are_clear(tmp_path, capsys):
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("supernet: {}\nsweeps: {}\n")
+    assert main(["demo", "--config", str(bad), "--out", str(tmp_path / "o")]) == 2
+    assert "unknown section(s) ['sweeps']" in capsys.readouterr().err
+    assert main(["demo", "--config", str(tmp_path / "none.yaml"), "--out", str(tmp_path / "o")]) == 2
+    assert "does not exist" in capsys.readouterr().err
+
+
+@pytest.mark.slow  # the whole main job at a tiny size: ~3 min on 2 cores
+def test_the_main_job_trains_sweeps_five_searchers_and_writes_the_report(tmp_path, camvid_dir):
+    data = yaml.safe_load((REPO / "configs" / "demo.yaml").read_text())
+    data["supernet"]["training"].update(epochs=1, steps_per_epoch=3)
+    data["sweep"]["budget"] = 3
+    config = tmp_path / "demo.yaml"
+    config.write_text(yaml.safe_dump(data))
+    out = tmp_path / "demo"
+    run = subprocess.run([sys.executable, "-m", "raynas", "demo", "--config", str(config), "--out", str(out),
+                          "--data-root", str(camvid_dir)], capture_output=True, text=True, cwd=REPO, timeout=900)
+    assert run.returncode == 0, run.stderr[-3000:]
+    for step in ("1/3", "2/3", "3/3"):
+        assert f"demo: {step}" in run.stdout
+    from analysis.results import load_results
+
+    trials, settings = load_results(out / "sweep")
+    assert set(trials["searcher"]) == {"cds", "evolution", "optuna", "nevergrad", "random"}
+    assert (trials[trials["feasible"]].groupby("searcher").size() == 3).all()
+    assert trials.loc[trials["feasible"], "latency_ms"].gt(0).all()
+    assert "measured locally" in (out / "report.html").read_text()
+    again = subprocess.run([sys.executable, "-m", "raynas", "demo", "--config", str(config), "--out", str(out),
+                            "--data-root", str(camvid_dir)], capture_output=True, text=True, cwd=REPO, timeout=900)
+    assert again.returncode == 0 and "supernet already trained" in again.stdout
+    assert "5 of 5 runs already finished" in again.stdout  # nothing evaluated twice
