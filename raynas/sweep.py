@@ -160,19 +160,21 @@ def _readable_json(file: Path) -> bool:
 def repair_torn_state(path: Path) -> None:
     """Undo a driver killed while Tune copied its experiment state into ``path``.
 
-    Tune writes the state into the driver's staging folder (under the Ray temp
-    dir), then copies it into the experiment folder, not atomically: a kill
-    during the copy leaves a truncated ``experiment_state-*.json``, which Tune
-    would take for an empty experiment. The staging copy, complete by then,
-    is put back (with the searcher state saved beside it); without one, a
-    clear error says what to do.
+    Tune writes the experiment and searcher state into the driver's staging
+    folder (under the Ray temp dir), then copies them into the experiment
+    folder one file at a time, not atomically: a kill during the copy leaves
+    a truncated ``experiment_state-*.json`` (Tune would take it for an empty
+    experiment) or files of two different saves (the searcher counting a
+    trial Tune never heard of). The staging copy, complete and consistent,
+    is put back whenever it is still there; a truncated state without one is
+    a clear error saying what to do.
     """
     import glob
     import shutil
     import tempfile
 
     states = sorted(path.glob("experiment_state-*.json"))
-    if not states or _readable_json(states[-1]):
+    if not states:
         return
     session = states[-1].name[len("experiment_state-"):-len(".json")]
     pattern = os.path.join(tempfile.gettempdir(), "ray", "session_*", "artifacts", "*", path.name,
@@ -184,8 +186,9 @@ def repair_torn_state(path: Path) -> None:
                 if (staged.parent / template.format(session)).exists():
                     shutil.copy2(staged.parent / template.format(session), path / template.format(session))
             return
-    raise UserError(f"--resume: {states[-1]} was cut off when the sweep's driver died and no complete copy "
-                    f"is left; remove {path} to run that (searcher, seed) again (other runs are kept)")
+    if not _readable_json(states[-1]):
+        raise UserError(f"--resume: {states[-1]} was cut off when the sweep's driver died and no complete copy "
+                        f"is left; remove {path} to run that (searcher, seed) again (other runs are kept)")
 
 
 def _prepare(out: Path, settings: dict, resume: bool) -> None:
@@ -194,7 +197,8 @@ def _prepare(out: Path, settings: dict, resume: bool) -> None:
         if not resume:
             raise UserError(f"out: {out} already holds a sweep; pass --resume to continue it or choose a new --out")
         saved = json.loads(file.read_text())
-        changed = sorted(k for k in set(saved) | set(settings) if saved.get(k) != settings.get(k))
+        # a setting that a sweep of an older raynas did not record yet is taken as it is now
+        changed = sorted(k for k in saved if saved[k] != settings.get(k))
         if changed:
             raise UserError(f"--resume: settings {changed} differ from the sweep in {out}; "
                             f"saved: { {k: saved.get(k) for k in changed} }")

@@ -95,16 +95,31 @@ class SearchSpace:
 
     name: str = "space"
 
+    _DERIVED = ("dimensions", "_by_name", "_block_of", "_exact")
+
     def __init__(self, name: str, blocks: Sequence[Block]):
         self.name = name
         self.blocks = tuple(blocks)
-        self.dimensions = tuple(d for b in self.blocks for d in b.dimensions)
-        self._by_name = {d.name: d for d in self.dimensions}
+        self._derive()
         if len(self._by_name) != len(self.dimensions):
             raise ValueError(f"space {name!r} repeats a dimension name")
+
+    def _derive(self) -> None:
+        """Look-up tables computed from the blocks (rebuilt, not pickled)."""
+        self.dimensions = tuple(d for b in self.blocks for d in b.dimensions)
+        self._by_name = {d.name: d for d in self.dimensions}
         self._block_of = {d.name: b.name for b in self.blocks for d in b.dimensions}
         # value -> choice per dimension: equal values hash alike (16.0, numpy.int64(16) find 16)
         self._exact = {d.name: {c: c for c in d.choices} for d in self.dimensions}
+
+    def __getstate__(self) -> dict:
+        # a searcher's saved state holds its space: keep only the description, so state saved
+        # by one version of raynas restores in the next
+        return {k: v for k, v in self.__dict__.items() if k not in self._DERIVED}
+
+    def __setstate__(self, state: dict) -> None:
+        self.__dict__.update(state)
+        self._derive()
 
     # --- description -----------------------------------------------------
     @property

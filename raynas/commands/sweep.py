@@ -74,7 +74,7 @@ def _from_settings(settings: dict, out: str) -> dict:
     """A resumed sweep's fields from its sweep.json (so `--out DIR --resume` alone suffices)."""
     fields = {"benchmark": settings["benchmark"], "searchers": settings["searchers"], "budget": settings["budget"],
               "seeds": len(settings["seeds"]), "out": out, "max_concurrent_trials": settings["max_concurrent_trials"],
-              "max_failures": settings["max_failures"],
+              "max_failures": settings.get("max_failures", SweepConfig.max_failures),  # older sweeps lack it
               "searcher_options": settings["searcher_options"]}
     constraint = settings["constraint"]
     if constraint:
