@@ -10,10 +10,10 @@ with at least k feasible evaluations count at budget k (``seeds`` says how many)
 
 from __future__ import annotations
 
-
 import numpy as np
 import pandas as pd
 
+from analysis.curves import best_so_far
 from raynas.errors import UserError
 
 BUDGETS = (25, 50, 100, 200)
@@ -36,28 +36,18 @@ def optimum(settings: dict, trials: pd.DataFrame) -> tuple[float, str]:
     return float(feasible.max() if sign > 0 else feasible.min()), "sweep"
 
 
-def best_after(trials: pd.DataFrame, metric: str, mode: str, k: int) -> pd.DataFrame:
-    """Best feasible ``metric`` of each (searcher, seed) among its first ``k`` feasible trials."""
-    feasible = trials[trials["feasible"]].sort_values(["searcher", "seed", "order"])
-    counts = feasible.groupby(["searcher", "seed"])["order"].transform("size")
-    first = feasible[counts >= k].groupby(["searcher", "seed"], sort=True).head(k)  # runs that reached k
-    grouped = first.groupby(["searcher", "seed"])[metric]
-    return (grouped.max() if mode == "max" else grouped.min()).rename("best").reset_index()
-
-
 def compare(trials: pd.DataFrame, settings: dict) -> dict:
     """``{"optimum", "optimum_source", "searchers": {name: {"25": {mean_regret, median_regret, hit_rate}}}}``."""
     metric, mode = settings["metric"], settings["mode"]
     best_value, source = optimum(settings, trials)
-    budgets = [k for k in BUDGETS if k <= settings["budget"]]
+    curves = best_so_far(trials, metric, mode, optimum=best_value)
     out = {"optimum": best_value, "optimum_source": source, "metric": metric,
            "constraint": settings["constraint"], "searchers": {}}
-    for k in budgets:
-        best = best_after(trials, metric, mode, k)
-        regret = (best_value - best["best"]) if mode == "max" else (best["best"] - best_value)
-        best = best.assign(regret=regret.clip(lower=0.0),
-                           hit=np.isclose(best["best"], best_value, rtol=0, atol=1e-9))
-        for name, group in best.groupby("searcher", sort=False):
+    for k in [k for k in BUDGETS if k <= settings["budget"]]:
+        at_k = curves[curves["evaluations"] == k]  # the runs that reached k feasible evaluations
+        at_k = at_k.assign(regret=at_k["regret"].clip(lower=0.0),
+                           hit=np.isclose(at_k["best"], best_value, rtol=0, atol=1e-9))
+        for name, group in at_k.groupby("searcher", sort=False):
             out["searchers"].setdefault(name, {})[str(k)] = {
                 "mean_regret": float(group["regret"].mean()),
                 "median_regret": float(group["regret"].median()),

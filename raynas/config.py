@@ -19,7 +19,7 @@ from __future__ import annotations
 import dataclasses
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Mapping, TypeVar
+from typing import Any, Iterable, Mapping, TypeVar
 
 from raynas.errors import UserError
 
@@ -40,13 +40,11 @@ def build(cls: type[T], data: Mapping[str, Any] | None, section: str) -> T:
     return obj
 
 
-def load_sections(path: str | Path, sections: Mapping[str, type]) -> dict[str, Any]:
-    """Read a YAML experiment file and build each of ``sections`` (name -> dataclass).
-
-    Top-level keys other than ``sections`` are rejected, naming the allowed ones.
-    """
+def read_sections(path: str | Path, allowed: Iterable[str]) -> dict[str, Any]:
+    """The top-level mapping of a YAML file; keys other than ``allowed`` are rejected, naming the allowed ones."""
     import yaml
 
+    allowed = list(allowed)
     file = Path(path)
     if not file.is_file():
         raise UserError(f"config: file {str(path)!r} does not exist")
@@ -55,10 +53,16 @@ def load_sections(path: str | Path, sections: Mapping[str, type]) -> dict[str, A
     except yaml.YAMLError as err:
         raise UserError(f"config: {path} is not valid YAML ({err})") from None
     if not isinstance(data, Mapping):
-        raise UserError(f"config: {path} must hold a mapping of sections {list(sections)}")
-    unknown = sorted(set(data) - set(sections))
+        raise UserError(f"config: {path} must hold a mapping of sections {allowed}")
+    unknown = sorted(set(data) - set(allowed))
     if unknown:
-        raise UserError(f"config: unknown section(s) {unknown} in {path}; allowed sections: {list(sections)}")
+        raise UserError(f"config: unknown section(s) {unknown} in {path}; allowed sections: {allowed}")
+    return dict(data)
+
+
+def load_sections(path: str | Path, sections: Mapping[str, type]) -> dict[str, Any]:
+    """Read a YAML experiment file and build each of ``sections`` (name -> dataclass)."""
+    data = read_sections(path, sections)
     return {name: build(cls, data.get(name), name) for name, cls in sections.items()}
 
 

@@ -196,18 +196,9 @@ class SupernetTrainingConfig:
 
     @classmethod
     def from_yaml(cls, path: str | os.PathLike) -> "SupernetTrainingConfig":
-        import yaml
+        from raynas.config import read_sections
 
-        path = Path(path)
-        if not path.is_file():
-            raise UserError(f"config file {str(path)!r} does not exist")
-        try:
-            raw = yaml.safe_load(path.read_text())
-        except yaml.YAMLError as err:
-            raise UserError(f"config file {str(path)!r} is not valid YAML: {err}") from None
-        if raw is not None and not isinstance(raw, Mapping):
-            raise UserError(f"config file {str(path)!r} must hold a mapping of sections, got {type(raw).__name__}")
-        return cls.from_dict(raw)
+        return cls.from_dict(read_sections(path, [f.name for f in dataclasses.fields(cls)]))
 
     def check(self) -> None:
         from search_spaces import get_space

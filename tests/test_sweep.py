@@ -12,7 +12,8 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from analysis.regret import best_after, compare
+from analysis.curves import best_so_far
+from analysis.regret import compare
 from analysis.results import load_results
 from raynas.cli import main
 from raynas.config import SweepConfig, build, load_sections
@@ -145,7 +146,8 @@ def test_regret_counts_only_feasible_trials_in_completion_order():
             rows.append({"searcher": "s", "seed": seed, "order": order, "accuracy": float(acc),
                          "feasible": not (seed == 0 and order == 2)})  # 95 was infeasible
     trials = pd.DataFrame(rows)
-    assert best_after(trials, "accuracy", "max", 2)["best"].tolist() == [91.0, 93.0]
+    curves = best_so_far(trials, "accuracy", "max")
+    assert curves[curves["evaluations"] == 2]["best"].tolist() == [91.0, 93.0]
     settings = {"metric": "accuracy", "mode": "max", "budget": 25, "benchmark": "other", "constraint": None,
                 "searchers": ["s"]}
     result = compare(trials, settings)

@@ -37,22 +37,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 def read_demo_config(path: str | Path) -> dict[str, Any]:
     """The ``supernet`` (train-supernet schema), ``sweep`` (SweepConfig fields) and ``report`` sections."""
-    import yaml
+    from raynas.config import read_sections
 
-    from raynas.errors import UserError
-
-    file = Path(path)
-    if not file.is_file():
-        raise UserError(f"config: file {str(path)!r} does not exist")
-    try:
-        data = yaml.safe_load(file.read_text()) or {}
-    except yaml.YAMLError as err:
-        raise UserError(f"config: {path} is not valid YAML ({err})") from None
-    if not isinstance(data, Mapping):
-        raise UserError(f"config: {path} must hold the sections {list(SECTIONS)}")
-    unknown = sorted(set(data) - set(SECTIONS))
-    if unknown:
-        raise UserError(f"config: unknown section(s) {unknown} in {path}; allowed sections: {list(SECTIONS)}")
+    data = read_sections(path, SECTIONS)
     return {name: dict(data.get(name) or {}) for name in SECTIONS}
 
 
