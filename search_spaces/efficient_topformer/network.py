@@ -300,6 +300,8 @@ class TopFormerNet(nn.Module):
                     nn.init.zeros_(m.bias)
             elif isinstance(m, Attention):
                 nn.init.zeros_(m.proj.bn.weight)  # residual branch starts as identity (TopFormer)
+        # small logits at the start, as mmseg's decode heads: the first loss is near ln(classes)
+        nn.init.normal_(self.head.classifier.weight, std=0.01)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         size = x.shape[-2:]
