@@ -22,14 +22,9 @@ def run(args: argparse.Namespace) -> int:
     if not args.dir.is_dir():
         raise UserError(f"{args.dir}: no such sweep directory")
     from analysis.report import write_report
-    from analysis.results import load_results, load_sweep
-    from raynas.sweep import SETTINGS_FILE, TRIALS_FILE, load_settings
+    from analysis.results import load_results
 
-    if not (args.dir / TRIALS_FILE).exists() and (args.dir / SETTINGS_FILE).exists():
-        # an interrupted sweep: its finished trials straight from Tune's experiments
-        trials, settings = load_sweep(args.dir), load_settings(args.dir)
-    else:
-        trials, settings = load_results(args.dir)
+    trials, settings = load_results(args.dir)  # an interrupted sweep: read from Tune's experiments
     if trials.empty:
         raise UserError(f"{args.dir}: the sweep has no trials yet")
     path = write_report(trials, settings, args.out or args.dir / "report.html", top_k=args.top_k, source=str(args.dir))
