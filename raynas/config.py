@@ -21,7 +21,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Iterable, Mapping, TypeVar
 
-from raynas.errors import UserError
+from raynas.errors import UserError, check_whole
 
 T = TypeVar("T")
 
@@ -66,12 +66,6 @@ def load_sections(path: str | Path, sections: Mapping[str, type]) -> dict[str, A
     return {name: build(cls, data.get(name), name) for name, cls in sections.items()}
 
 
-def _whole(name: str, value: Any, minimum: int) -> int:
-    if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
-        raise UserError(f"{name}: must be a whole number >= {minimum}, got {value!r}")
-    return value
-
-
 @dataclass
 class SweepConfig:
     """The ``sweep`` section: which objective, searchers, budget, seeds, constraint and output."""
@@ -109,10 +103,10 @@ class SweepConfig:
                 raise UserError(f"sweep.searchers: {name!r} is not allowed; allowed values: {list(SEARCHER_NAMES)}")
         if len(set(self.searchers)) != len(self.searchers):
             raise UserError(f"sweep.searchers: {self.searchers} repeats a searcher")
-        _whole("sweep.budget", self.budget, 1)
-        _whole("sweep.seeds", self.seeds, 1)
-        _whole("sweep.max_concurrent_trials", self.max_concurrent_trials, 1)
-        _whole("sweep.max_failures", self.max_failures, 0)
+        check_whole("sweep.budget", self.budget, 1)
+        check_whole("sweep.seeds", self.seeds, 1)
+        check_whole("sweep.max_concurrent_trials", self.max_concurrent_trials, 1)
+        check_whole("sweep.max_failures", self.max_failures, 0)
         for name in ("max_latency", "max_flops"):
             value = getattr(self, name)
             if value is not None and (isinstance(value, bool) or not isinstance(value, (int, float)) or value <= 0):

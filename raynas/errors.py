@@ -22,3 +22,10 @@ def check_positive(field: str, value: Any) -> Any:
     if isinstance(value, bool) or not isinstance(value, (int, float)) or value <= 0:
         raise UserError(f"{field}: must be a number > 0, got {value!r}")
     return value
+
+
+def check_whole(field: str, value: Any, minimum: int) -> int:
+    """Return ``value`` if it is an integer >= ``minimum`` (not a bool), else raise naming the field."""
+    if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
+        raise UserError(f"{field}: must be a whole number >= {minimum}, got {value!r}")
+    return value

@@ -21,15 +21,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Mapping
 
-from raynas.errors import UserError, check_positive
+from raynas.errors import UserError, check_positive, check_whole
 
 DATASETS = ("synthetic", "camvid", "ade20k", "cocostuff", "cityscapes")
-
-
-def _check_int(name: str, value: Any, minimum: int) -> int:
-    if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
-        raise UserError(f"{name}: must be an integer >= {minimum}, got {value!r}")
-    return value
 
 
 def _check_fraction(name: str, value: Any) -> float:
@@ -76,7 +70,7 @@ class DataSection:
             raise UserError(f"data.cache: must be true or false, got {self.cache!r}")
         if not isinstance(self.synthetic, Mapping):
             raise UserError(f"data.synthetic: must be a mapping of synthetic-set options, got {self.synthetic!r}")
-        _check_int("data.loader_workers", self.loader_workers, 0)
+        check_whole("data.loader_workers", self.loader_workers, 0)
 
 
 @dataclass
@@ -96,11 +90,11 @@ class TrainingSection:
     seed: int = 0
 
     def check(self) -> None:
-        _check_int("training.epochs", self.epochs, 1)
+        check_whole("training.epochs", self.epochs, 1)
         if self.steps_per_epoch is not None:
-            _check_int("training.steps_per_epoch", self.steps_per_epoch, 1)
-        _check_int("training.batch_size", self.batch_size, 1)
-        _check_int("training.random_subnets", self.random_subnets, 0)
+            check_whole("training.steps_per_epoch", self.steps_per_epoch, 1)
+        check_whole("training.batch_size", self.batch_size, 1)
+        check_whole("training.random_subnets", self.random_subnets, 0)
         if isinstance(self.distill_ce_weight, bool) or not isinstance(self.distill_ce_weight, (int, float)) \
                 or self.distill_ce_weight < 0:
             raise UserError(f"training.distill_ce_weight: must be a number >= 0, got {self.distill_ce_weight!r}")
@@ -112,10 +106,10 @@ class TrainingSection:
         self.betas = (_check_fraction("training.betas[0]", self.betas[0]),
                       _check_fraction("training.betas[1]", self.betas[1]))
         check_positive("training.head_lr_mult", self.head_lr_mult)
-        _check_int("training.warmup_steps", self.warmup_steps, 0)
+        check_whole("training.warmup_steps", self.warmup_steps, 0)
         _check_fraction("training.warmup_ratio", self.warmup_ratio)
         check_positive("training.poly_power", self.poly_power)
-        _check_int("training.seed", self.seed, 0)
+        check_whole("training.seed", self.seed, 0)
 
 
 @dataclass
@@ -125,10 +119,10 @@ class EvaluationSection:
     batch_size: int = 8
 
     def check(self) -> None:
-        _check_int("evaluation.calibration_images", self.calibration_images, 0)
+        check_whole("evaluation.calibration_images", self.calibration_images, 0)
         if self.val_images is not None:
-            _check_int("evaluation.val_images", self.val_images, 1)
-        _check_int("evaluation.batch_size", self.batch_size, 1)
+            check_whole("evaluation.val_images", self.val_images, 1)
+        check_whole("evaluation.batch_size", self.batch_size, 1)
 
 
 @dataclass
@@ -138,7 +132,7 @@ class ScalingSection:
     resources_per_worker: dict[str, float] | None = None  # e.g. {"CPU": 4, "GPU": 1}
 
     def check(self) -> None:
-        _check_int("scaling.num_workers", self.num_workers, 1)
+        check_whole("scaling.num_workers", self.num_workers, 1)
         if not isinstance(self.use_gpu, bool):
             raise UserError(f"scaling.use_gpu: must be true or false, got {self.use_gpu!r}")
         if self.resources_per_worker is not None:

@@ -32,7 +32,7 @@ from typing import Any, Iterable, Mapping
 import torch
 from torch import nn
 
-from raynas.errors import UserError
+from raynas.errors import UserError, check_whole
 from trainables.supernet_training import checkpoint_dir, dataset_options, load_supernet, read_meta
 
 _BN_TYPES = (nn.modules.batchnorm._BatchNorm,)
@@ -146,13 +146,10 @@ class EvaluationSettings:
             raise UserError(f"unknown sub-network evaluation setting(s) {unknown}; allowed: {sorted(allowed)}")
         if not raw.get("checkpoint"):
             raise UserError("checkpoint: the supernet checkpoint to evaluate sub-networks with is required")
-        value = raw.get("calibration_images", 0)
-        if isinstance(value, bool) or not isinstance(value, int) or value < 0:
-            raise UserError(f"calibration_images: must be an integer >= 0, got {value!r}")
+        check_whole("calibration_images", raw.get("calibration_images", 0), 0)
         for name in ("batch_size", "resolution", "val_images"):
-            value = raw.get(name, 1)
-            if value is not None and (isinstance(value, bool) or not isinstance(value, int) or value < 1):
-                raise UserError(f"{name}: must be an integer >= 1, got {value!r}")
+            if raw.get(name, 1) is not None:
+                check_whole(name, raw.get(name, 1), 1)
         raw = dict(raw, checkpoint=str(checkpoint_dir(raw["checkpoint"])))
         raw["latency"] = latency_settings(raw.get("latency"), raw.get("resolution", 512))
         if raw.get("data_root") is not None:

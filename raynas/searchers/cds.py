@@ -27,7 +27,7 @@ from __future__ import annotations
 
 from ray.tune.search import Searcher
 
-from raynas.errors import UserError, check_choice
+from raynas.errors import check_choice, check_whole
 from raynas.searchers.base import ArchSearcher
 
 SAMPLERS = ("neighbourhood", "uniform")
@@ -49,9 +49,9 @@ class CoordinateDescentSearch(ArchSearcher):
         super().__init__(*args, **kwargs)
         self.sampler = check_choice("cds sampler", sampler, SAMPLERS)
         default_quota = 10 if sampler == "uniform" else 1_000_000
-        self.candidates_per_round = _whole("cds candidates_per_round", candidates_per_round or default_quota, 1)
-        self.start_samples = _whole("cds start_samples", start_samples, 1)
-        self.explore_per_round = _whole("cds explore_per_round", explore_per_round, 0)
+        self.candidates_per_round = check_whole("cds candidates_per_round", candidates_per_round or default_quota, 1)
+        self.start_samples = check_whole("cds start_samples", start_samples, 1)
+        self.explore_per_round = check_whole("cds explore_per_round", explore_per_round, 0)
         self.incumbent: tuple[dict, float] | None = None  # centre of the current round
         self.best: tuple[dict, float] | None = None
         self.round = 0
@@ -165,9 +165,3 @@ class CoordinateDescentSearch(ArchSearcher):
             self.starting, self.start_issued, self.incumbent = True, 0, None
             return
         self._begin_round()
-
-
-def _whole(field: str, value, minimum: int) -> int:
-    if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
-        raise UserError(f"{field}: must be a whole number >= {minimum}, got {value!r}")
-    return value
