@@ -1,8 +1,8 @@
 """Best-so-far curves with their spread over seeds, regret, and the searchers' ranking table.
 
 The x axis of every curve is the number of *feasible* evaluations (a sweep's
-budget counts feasible architectures); infeasible proposals are counted
-separately (:func:`proposal_counts`).
+budget counts feasible architectures evaluated); infeasible proposals and
+repeats are counted separately (:func:`proposal_counts`).
 """
 
 from __future__ import annotations
@@ -10,15 +10,16 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
-from analysis.pareto import MODES, check_columns, feasible_rows, is_feasible
+from analysis.pareto import MODES, check_columns, feasible_rows, is_evaluation, is_feasible
 from raynas.errors import check_choice
 
 REQUIRED_COLUMNS = ("searcher", "seed", "order")
 
 
-def _feasible_in_order(df: pd.DataFrame, metric: str) -> pd.DataFrame:
-    check_columns(df, (*REQUIRED_COLUMNS, metric))
-    return feasible_rows(df, [metric]).sort_values(["searcher", "seed", "order"], kind="stable")
+def evaluations_of(df: pd.DataFrame, metric: str | None = None) -> pd.DataFrame:
+    """The rows a budget counts (feasible, not repeats; with a finite ``metric``), in completion order per run."""
+    check_columns(df, (*REQUIRED_COLUMNS, *([metric] if metric else [])))
+    return feasible_rows(df, [metric] if metric else []).sort_values(["searcher", "seed", "order"], kind="stable")
 
 
 def regret(best, optimum: float, mode: str):
@@ -29,8 +30,8 @@ def regret(best, optimum: float, mode: str):
 def best_so_far(df: pd.DataFrame, metric: str, mode: str, optimum: float | None = None) -> pd.DataFrame:
     """One row per (searcher, seed, feasible evaluation): columns ``searcher, seed,
     evaluations`` (1-based count of feasible evaluations), ``best`` (best ``metric``
-    so far), and ``regret`` when ``optimum`` is given."""
-    rows = _feasible_in_order(df, metric)
+    so far), ``wall_time_s`` where the trials have it, and ``regret`` when ``optimum`` is given."""
+    rows = evaluations_of(df, metric)
     groups = rows.groupby(["searcher", "seed"], sort=True)[metric]
     cumulative = groups.cummax() if check_choice("mode", mode, MODES) == "max" else groups.cummin()
     curves = pd.DataFrame(
@@ -41,6 +42,8 @@ def best_so_far(df: pd.DataFrame, metric: str, mode: str, optimum: float | None 
             "best": cumulative.to_numpy(dtype=float),
         }
     )
+    if "wall_time_s" in rows:
+        curves["wall_time_s"] = rows["wall_time_s"].to_numpy(dtype=float)
     if optimum is not None:
         curves["regret"] = regret(curves["best"], optimum, mode)
     return curves
@@ -58,21 +61,27 @@ def summarise_curves(curves: pd.DataFrame, value: str = "best") -> pd.DataFrame:
 
 
 def proposal_counts(df: pd.DataFrame) -> pd.DataFrame:
-    """Per searcher: ``seeds, proposals, feasible, infeasible`` (trials of all seeds together)."""
+    """Per searcher: ``seeds, proposals, evaluated, infeasible, repeats`` (all seeds together).
+
+    ``evaluated`` are the proposals the budget counts; infeasible ones broke the
+    constraint and repeats named an architecture the run had evaluated already
+    (both answered without an evaluation).
+    """
     check_columns(df, REQUIRED_COLUMNS)
     counts = (
-        df.assign(_feasible=is_feasible(df))
+        df.assign(_evaluated=is_evaluation(df), _infeasible=~is_feasible(df))
         .groupby("searcher", sort=True)
-        .agg(seeds=("seed", "nunique"), proposals=("seed", "size"), feasible=("_feasible", "sum"))
+        .agg(seeds=("seed", "nunique"), proposals=("seed", "size"), evaluated=("_evaluated", "sum"),
+             infeasible=("_infeasible", "sum"))
     )
-    counts["infeasible"] = counts["proposals"] - counts["feasible"]
+    counts["repeats"] = counts["proposals"] - counts["evaluated"] - counts["infeasible"]
     return counts.reset_index()
 
 
 def final_best(df: pd.DataFrame, metric: str, mode: str) -> pd.DataFrame:
     """Best feasible ``metric`` of every (searcher, seed) in ``df``; NaN where none was feasible."""
     check_columns(df, (*REQUIRED_COLUMNS, metric))
-    rows = _feasible_in_order(df, metric)
+    rows = evaluations_of(df, metric)
     reduce = "max" if check_choice("mode", mode, MODES) == "max" else "min"
     best = rows.groupby(["searcher", "seed"])[metric].agg(reduce)
     runs = df[["searcher", "seed"]].drop_duplicates().set_index(["searcher", "seed"]).sort_index()
@@ -93,7 +102,7 @@ def ranking_table(
     ``hypervolumes`` (from :func:`analysis.pareto.hypervolume_table`) is given,
     ``mean_rank`` (per seed, searchers are ranked 1 = best by final best, ties
     share the average rank, a run with nothing feasible ranks last), and
-    ``proposals``/``infeasible`` from :func:`proposal_counts`.
+    ``proposals``/``infeasible``/``repeats`` from :func:`proposal_counts`.
     """
     finals = final_best(df, metric, mode)
     worst = -np.inf if mode == "max" else np.inf
@@ -116,7 +125,7 @@ def ranking_table(
         table["hypervolume_std"] = hv.std()
     table["mean_rank"] = grouped["rank"].mean()
     counts = proposal_counts(df).set_index("searcher")
-    table = table.join(counts[["proposals", "infeasible"]])
+    table = table.join(counts[["proposals", "infeasible", "repeats"]])
     best_first = table["final_best_mean"] * (-1 if mode == "max" else 1)
     table = table.assign(_tiebreak=best_first).sort_values(["mean_rank", "_tiebreak"], kind="stable")
     return table.drop(columns="_tiebreak").rename_axis("searcher").reset_index()

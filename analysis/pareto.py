@@ -81,10 +81,16 @@ def is_feasible(df: pd.DataFrame) -> pd.Series:
     return df["feasible"].eq(True)
 
 
+def is_evaluation(df: pd.DataFrame) -> pd.Series:
+    """The rows a budget counts: feasible, and not a repeat answered from an earlier result."""
+    repeat = df["repeat"].eq(True) if "repeat" in df.columns else pd.Series(False, index=df.index)
+    return is_feasible(df) & ~repeat
+
+
 def feasible_rows(df: pd.DataFrame, columns: Sequence[str] = ()) -> pd.DataFrame:
-    """The feasible trials with finite values in ``columns``."""
+    """The feasible evaluations (repeats left out) with finite values in ``columns``."""
     check_columns(df, columns)
-    rows = df[is_feasible(df)]
+    rows = df[is_evaluation(df)]
     values = rows[list(columns)].astype(float)
     return rows[np.isfinite(values.to_numpy()).all(axis=1)]
 

@@ -1,77 +1,159 @@
-"""Regret of each searcher after 25/50/100/200 feasible evaluations (``raynas compare``).
+"""Regret of each searcher after 25/50/100/200 feasible evaluations and over wall-clock time (``raynas compare``).
 
 regret(k) = optimum − best feasible metric among a run's first k feasible
-evaluations (completion order); for ``mode="min"`` the sign flips. The
-optimum of a tabular benchmark is its best feasible entry under the sweep's
-constraint; for other objectives, the best feasible result of the whole sweep.
-hit_rate(k) = share of seeds whose best after k equals the optimum. Only runs
-with at least k feasible evaluations count at budget k (``seeds`` says how many).
+evaluations (completion order; repeats do not count); for ``mode="min"``
+the sign flips. The optimum is the objective's own (a tabular benchmark's
+best feasible entry under the sweep's constraint) where it has one, else the
+best feasible result of the whole sweep. hit_rate(k) = share of seeds whose
+best after k equals the optimum. Only runs with at least k feasible
+evaluations count at budget k (``seeds`` says how many).
+
+Each mean comes with a 95% bootstrap confidence interval over seeds, and
+each pair of searchers with the 95% interval of their mean difference over
+the seeds both ran (paired by seed: same seed, same start): the pair is
+*distinguishable* at that budget when the interval excludes 0.
 """
 
 from __future__ import annotations
 
+import itertools
+
 import numpy as np
 import pandas as pd
 
-from analysis.curves import best_so_far
+from analysis.curves import best_so_far, evaluations_of
 from raynas.errors import UserError
 
 BUDGETS = (25, 50, 100, 200)
+TIME_FRACTIONS = (0.25, 0.5, 0.75, 1.0)  # of the sweep's wall time
+CONFIDENCE = 0.95
+RESAMPLES = 2000
 
 
 def optimum(settings: dict, trials: pd.DataFrame) -> tuple[float, str]:
-    """The reference best value and where it comes from (``"table"`` or ``"sweep"``)."""
-    metric, sign = settings["metric"], 1.0 if settings["mode"] == "max" else -1.0
-    if settings.get("benchmark") == "nb201":
-        from search_spaces.nb201 import TabularBenchmark
+    """The reference best value and where it comes from (``"objective"`` or ``"sweep"``)."""
+    from raynas.config import SweepConfig
 
-        bench = TabularBenchmark(settings["table"], settings["accuracy_column"], settings["latency_column"])
-        constraint = settings["constraint"]
-        values = [row[metric] for _, row in bench.rows()
-                  if constraint is None or row[constraint["metric"]] <= constraint["limit"]]
-        return sign * max(sign * v for v in values), "table"
-    feasible = trials.loc[trials["feasible"], metric]
+    try:
+        objective = SweepConfig.load(settings["config"]).objective()
+        constraint = objective.constraint(settings["config"].get("max_flops"), settings["config"].get("max_latency"))
+        value = objective.optimum(constraint)
+    except (UserError, KeyError):  # a sweep analysed away from its files: the sweep's best
+        value = None
+    if value is not None:
+        return float(value), "objective"
+    feasible = evaluations_of(trials)[settings["metric"]]
     if feasible.empty:
         raise UserError("no feasible trial in the sweep: nothing to compare")
-    return float(feasible.max() if sign > 0 else feasible.min()), "sweep"
+    return float(feasible.max() if settings["mode"] == "max" else feasible.min()), "sweep"
+
+
+def bootstrap_ci(values, confidence: float = CONFIDENCE, resamples: int = RESAMPLES, seed: int = 0) -> tuple[float, float]:
+    """Percentile bootstrap interval of the mean of ``values`` (one value: that value twice)."""
+    values = np.asarray(values, dtype=float)
+    if len(values) < 2:
+        return (float(values[0]), float(values[0])) if len(values) else (float("nan"), float("nan"))
+    rng = np.random.default_rng(seed)
+    means = values[rng.integers(0, len(values), size=(resamples, len(values)))].mean(axis=1)
+    tail = (1 - confidence) / 2 * 100
+    low, high = np.percentile(means, [tail, 100 - tail])
+    return float(low), float(high)
+
+
+def _stats(regrets: pd.Series, hits: pd.Series) -> dict:
+    low, high = bootstrap_ci(regrets.to_numpy())
+    return {"mean_regret": float(regrets.mean()), "ci_low": low, "ci_high": high,
+            "median_regret": float(regrets.median()), "hit_rate": float(hits.mean()), "seeds": int(len(regrets))}
+
+
+def _pairs(per_seed: pd.DataFrame, order: list[str]) -> list[dict]:
+    """Paired differences of mean regret (first − second) per pair of searchers, over common seeds."""
+    table = per_seed.pivot(index="seed", columns="searcher", values="regret")
+    out = []
+    for a, b in itertools.combinations([s for s in order if s in table], 2):
+        both = table[[a, b]].dropna()
+        if both.empty:
+            continue
+        diff = (both[a] - both[b]).to_numpy()
+        low, high = bootstrap_ci(diff)
+        out.append({"a": a, "b": b, "seeds": int(len(diff)), "mean_difference": float(diff.mean()),
+                    "ci_low": low, "ci_high": high, "distinguishable": bool(low > 0 or high < 0)})
+    return out
 
 
 def compare(trials: pd.DataFrame, settings: dict) -> dict:
-    """``{"optimum", "optimum_source", "searchers": {name: {"25": {mean_regret, median_regret, hit_rate}}}}``."""
+    """Regret per searcher and budget (with intervals and pairwise tests), and over wall-clock time.
+
+    ``{"optimum", "optimum_source", "metric", "constraint", "searchers": {name: {"25": stats}},
+    "pairs": {"25": [pair]}, "time": {"seconds": [...], "searchers": {name: {"t": stats}}}}``.
+    """
     metric, mode = settings["metric"], settings["mode"]
     best_value, source = optimum(settings, trials)
     curves = best_so_far(trials, metric, mode, optimum=best_value)
+    order = [s for s in settings["searchers"] if s in set(curves["searcher"])]
     out = {"optimum": best_value, "optimum_source": source, "metric": metric,
-           "constraint": settings["constraint"], "searchers": {}}
+           "constraint": settings["constraint"], "searchers": {s: {} for s in order}, "pairs": {}}
     for k in [k for k in BUDGETS if k <= settings["budget"]]:
-        at_k = curves[curves["evaluations"] == k]  # the runs that reached k feasible evaluations
-        at_k = at_k.assign(regret=at_k["regret"].clip(lower=0.0),
-                           hit=np.isclose(at_k["best"], best_value, rtol=0, atol=1e-9))
+        at_k = _at(curves[curves["evaluations"] == k], best_value)  # the runs that reached k feasible evaluations
         for name, group in at_k.groupby("searcher", sort=False):
-            out["searchers"].setdefault(name, {})[str(k)] = {
-                "mean_regret": float(group["regret"].mean()),
-                "median_regret": float(group["regret"].median()),
-                "hit_rate": float(group["hit"].mean()),
-                "seeds": int(len(group)),
-            }
-    order = [s for s in settings["searchers"] if s in out["searchers"]]
-    out["searchers"] = {s: out["searchers"][s] for s in order}
+            out["searchers"][name][str(k)] = _stats(group["regret"], group["hit"])
+        out["pairs"][str(k)] = _pairs(at_k, order)
+    out["searchers"] = {s: per for s, per in out["searchers"].items() if per}
+    out["time"] = _over_time(trials, curves, best_value, order)
+    return out
+
+
+def _at(rows: pd.DataFrame, best_value: float) -> pd.DataFrame:
+    return rows.assign(regret=rows["regret"].clip(lower=0.0),
+                       hit=np.isclose(rows["best"], best_value, rtol=0, atol=1e-9))
+
+
+def _over_time(trials: pd.DataFrame, curves: pd.DataFrame, best_value: float, order: list[str]) -> dict:
+    """Regret after fractions of the sweep's wall time: the best a run had found by then."""
+    if "wall_time_s" not in trials or curves.empty:
+        return {"seconds": [], "searchers": {}}
+    end = float(curves["wall_time_s"].max())
+    seconds = [round(end * f, 3) for f in TIME_FRACTIONS]
+    runs = curves[["searcher", "seed"]].drop_duplicates()
+    out = {"seconds": seconds, "searchers": {s: {} for s in order}}
+    for t in seconds:
+        reached = curves[curves["wall_time_s"] <= t].groupby(["searcher", "seed"]).tail(1)
+        rows = runs.merge(reached, on=["searcher", "seed"], how="left")
+        rows = rows.dropna(subset=["regret"])  # a run with nothing by then has no regret yet
+        for name, group in _at(rows, best_value).groupby("searcher", sort=False):
+            out["searchers"][name][f"{t:g}"] = _stats(group["regret"], group["hit"])
     return out
 
 
 def format_table(result: dict) -> str:
-    """A readable table: one line per searcher, mean regret (hit rate) per budget."""
+    """A readable table: mean regret [95% interval] (hit rate) per budget, then what is distinguishable."""
     budgets = sorted({k for per in result["searchers"].values() for k in per}, key=int)
     constraint = result["constraint"]
     lines = [f"optimum {result['metric']} = {result['optimum']:.3f} ({result['optimum_source']}"
              + (f", {constraint['metric']} <= {constraint['limit']})" if constraint else ", unconstrained)"),
-             "mean regret (median, hit rate) after N feasible evaluations:",
-             f"{'searcher':<12}{'seeds':>6}" + "".join(f"{'N=' + k:>24}" for k in budgets)]
+             "mean regret [95% bootstrap interval over seeds] (hit rate) after N feasible evaluations:",
+             f"{'searcher':<12}{'seeds':>6}" + "".join(f"{'N=' + k:>28}" for k in budgets)]
     for name, per in result["searchers"].items():
-        cells = []
-        for k in budgets:
-            r = per.get(k)
-            cells.append(f"{r['mean_regret']:.3f} ({r['median_regret']:.3f}, {r['hit_rate']:.0%})" if r else "-")
+        cells = [_cell(per.get(k)) for k in budgets]
         seeds = max((r["seeds"] for r in per.values()), default=0)
-        lines.append(f"{name:<12}{seeds:>6}" + "".join(f"{c:>24}" for c in cells))
+        lines.append(f"{name:<12}{seeds:>6}" + "".join(f"{c:>28}" for c in cells))
+    for k in budgets:
+        pairs = result["pairs"].get(k, [])
+        better = [f"{p['a'] if p['mean_difference'] < 0 else p['b']} < {p['b'] if p['mean_difference'] < 0 else p['a']}"
+                  for p in pairs if p["distinguishable"]]
+        tied = [f"{p['a']} ~ {p['b']}" for p in pairs if not p["distinguishable"]]
+        lines.append(f"N={k}: distinguishable (lower regret first): {', '.join(better) or 'none'}; "
+                     f"not distinguishable: {', '.join(tied) or 'none'}")
+    timed = result.get("time", {})
+    if timed.get("seconds"):
+        lines.append("mean regret after wall-clock seconds (of the whole sweep):")
+        lines.append(f"{'searcher':<12}" + "".join(f"{f't={t:g}s':>28}" for t in timed["seconds"]))
+        for name, per in timed["searchers"].items():
+            lines.append(f"{name:<12}" + "".join(f"{_cell(per.get(f'{t:g}')):>28}" for t in timed["seconds"]))
     return "\n".join(lines)
+
+
+def _cell(stats: dict | None) -> str:
+    if not stats:
+        return "-"
+    return f"{stats['mean_regret']:.3f} [{stats['ci_low']:.3f}, {stats['ci_high']:.3f}] ({stats['hit_rate']:.0%})"

@@ -104,8 +104,8 @@ def _optimum(df: pd.DataFrame, settings: Mapping[str, Any]) -> tuple[float | Non
         value, source = reference_optimum(dict(settings), df)
     except UserError as err:
         return None, f"no optimum to measure regret against: {err}"
-    if source == "table":
-        return value, "the best feasible entry of the benchmark table"
+    if source == "objective":
+        return value, "the best feasible value of the objective (e.g. the benchmark table's best entry)"
     return value, "the best feasible trial of the sweep"
 
 
@@ -269,7 +269,7 @@ average rank, a run without a feasible trial ranks last); <code>mean_rank</code>
 <h2>Best architectures found</h2>
 {_table(analysis.best_architectures)}
 <h2>Proposals per searcher</h2>
-<p>All seeds together; infeasible proposals broke the constraint and do not count towards the budget.</p>
+<p>All seeds together. Infeasible proposals broke the constraint; repeats named an architecture the run had evaluated already and were answered from that result. Neither was evaluated, and neither counts towards the budget.</p>
 {_table(analysis.proposals)}
 </body></html>
 """

@@ -1,12 +1,21 @@
-"""A sweep directory → one tidy DataFrame (through Ray Tune's own results) → Parquet.
+"""A sweep folder → one tidy DataFrame → Parquet.
 
-One row per trial, columns (in this order, those absent skipped):
+One row per proposal, columns (in this order, those absent skipped):
 ``searcher`` (str), ``seed`` (int), ``order`` (int, 1-based completion order
-within (searcher, seed)), ``trial_id``, ``arch_id``, ``config/<dimension>``
-for every architecture dimension, the metrics ``accuracy`` / ``miou``,
-``latency_ms``, ``flops``, ``params``, details where reported (``DETAIL_COLUMNS``:
-how latency was measured or predicted), then ``feasible`` (bool) and
-``wall_time_s`` (seconds from the start of that run to the trial's result).
+within (searcher, seed)), ``trial_id`` (the Tune trial; empty for a proposal
+answered without one), ``arch_id``, ``config/<dimension>`` for every
+architecture dimension, the metrics ``accuracy`` / ``miou``, ``latency_ms``,
+``flops``, ``params``, details where reported (``DETAIL_COLUMNS``), then
+``feasible`` (bool: broke no constraint), ``repeat`` (bool: an architecture the
+run had evaluated already, answered from that result) and ``wall_time_s``
+(seconds from the start of the sweep). Budgets count the rows that are
+feasible and not repeats.
+
+The rows come from the sweep's journal (every finished evaluation, as Tune
+reported it) and its searcher's saved state (which evaluations belong to the
+runs, and the proposals answered without a trial): reading 10^4 trial folders
+through ``ExperimentAnalysis`` takes minutes, the journal seconds. The same
+trials are Tune's own (``Tuner.restore(OUT/tune)``, ``ResultGrid.get_dataframe()``).
 The Parquet file carries the sweep settings as JSON in its schema metadata
 under the key ``b"raynas"``.
 """
@@ -14,12 +23,13 @@ under the key ``b"raynas"``.
 from __future__ import annotations
 
 import json
-import re
 from pathlib import Path
 
 import pandas as pd
 
 from raynas.errors import UserError
+from raynas.sweep_folder import SweepFolder
+from raynas.sweep_search import SweepSearcher
 
 METRIC_COLUMNS = ("accuracy", "miou", "latency_ms", "flops", "params")
 # kept as reported where present: how latency was measured or predicted, and the evaluation time
@@ -28,63 +38,49 @@ DETAIL_COLUMNS = ("latency_pred_ms", "latency_p90_ms", "latency_cpu_ms", "latenc
 METADATA_KEY = b"raynas"
 
 
-def tidy_run(frame: pd.DataFrame, dimensions: list[str]) -> pd.DataFrame:
-    """Tidy rows of one Tune experiment (``ResultGrid.get_dataframe()`` / ``ExperimentAnalysis.dataframe()``)."""
-    if frame.empty:
+def tidy(rows: list[dict], dimensions: list[str], started: float) -> pd.DataFrame:
+    """Tidy rows from proposals ``{searcher, seed, trial_id, arch_id, arch, metrics…, feasible, repeat,
+    finished_at}``; ``order`` and ``wall_time_s`` from ``finished_at``."""
+    if not rows:
         return pd.DataFrame()
-    frame = frame.copy()
-    # Completion order: Tune's result timestamp (s), ties broken by proposal order (trial counter).
-    frame["_proposal"] = [_proposal_number(t, d) for t, d in zip(frame["trial_id"], frame["logdir"])]
-    frame = frame.sort_values(["timestamp", "_proposal"], kind="stable").reset_index(drop=True)
-    started = (frame["timestamp"] - frame["time_total_s"]).min()
+    frame = pd.DataFrame(rows).sort_values(["searcher", "seed", "finished_at"], kind="stable")
     tidy = pd.DataFrame({
-        "searcher": frame["config/searcher"].astype(str),
-        "seed": frame["config/seed"].astype(int),
-        "order": range(1, len(frame) + 1),
-        "trial_id": frame["trial_id"].astype(str),
+        "searcher": frame["searcher"].astype(str),
+        "seed": frame["seed"].astype(int),
+        "order": frame.groupby(["searcher", "seed"]).cumcount() + 1,
+        "trial_id": frame["trial_id"].fillna("").astype(str),
         "arch_id": frame["arch_id"].astype(str),
     })
     for dim in dimensions:
-        tidy[f"config/{dim}"] = frame[f"config/{dim}"].to_numpy()
-    for metric in METRIC_COLUMNS:
-        if metric in frame:
-            tidy[metric] = frame[metric].astype(float).to_numpy()
+        tidy[f"config/{dim}"] = [arch[dim] for arch in frame["arch"]]
+    for column in METRIC_COLUMNS:
+        if column in frame:
+            tidy[column] = frame[column].astype(float)
     for column in DETAIL_COLUMNS:
         if column in frame:
-            tidy[column] = frame[column].to_numpy()
-    tidy["feasible"] = frame["feasible"].astype(bool).to_numpy()
-    tidy["wall_time_s"] = (frame["timestamp"] - started).astype(float).to_numpy()
-    return tidy
-
-
-def _proposal_number(trial_id: str, logdir: str) -> int:
-    """Tune names a trial's directory ``<trainable>_<trial_id>_<proposal number>_…``."""
-    match = re.search(rf"{re.escape(trial_id)}_(\d+)", str(logdir))
-    return int(match.group(1)) if match else 0
+            tidy[column] = frame[column]
+    tidy["feasible"] = frame["feasible"].astype(bool)
+    tidy["repeat"] = frame["repeat"].astype(bool)
+    tidy["wall_time_s"] = (frame["finished_at"] - started).astype(float)
+    return tidy.reset_index(drop=True)
 
 
 def load_sweep(out: str | Path) -> pd.DataFrame:
-    """Every trial of the sweep in ``out`` (read with Tune's ``ExperimentAnalysis``), tidy."""
-    from ray.tune import ExperimentAnalysis
-
-    from raynas.sweep import load_settings, run_dir
-
-    settings = load_settings(out)
-    parts = []
-    for searcher in settings["searchers"]:
-        for seed in settings["seeds"]:
-            path = run_dir(Path(out), searcher, seed)
-            if not path.is_dir():
-                continue
-            analysis = ExperimentAnalysis(str(path))
-            frame = analysis.dataframe()
-            if not frame.empty:  # the trial folders carry the proposal numbers that order same-second results
-                frame["logdir"] = frame["trial_id"].map({t.trial_id: Path(t.path).name for t in analysis.trials})
-            parts.append(tidy_run(frame, settings["dimensions"]))
-    parts = [p for p in parts if not p.empty]
-    if not parts:
+    """Every proposal of the sweep in ``out`` (finished or not), tidy."""
+    folder = SweepFolder(out)
+    settings = folder.read_settings()
+    state = SweepSearcher.saved_state(folder.experiment)
+    evaluated = {(r.name, r.seed): r.evaluated for r in state.records}
+    latest: dict[tuple, dict] = {}
+    for entry in folder.journal():  # an architecture evaluated again after a kill: the run's last result
+        run = (entry["searcher"], entry["seed"])
+        if entry["arch_id"] in evaluated.get(run, {}):
+            latest[run + (entry["arch_id"],)] = {**entry["metrics"], **{k: entry[k] for k in (
+                "searcher", "seed", "trial_id", "arch_id", "arch", "finished_at")}, "feasible": True, "repeat": False}
+    rows = list(latest.values()) + [{**row, "trial_id": ""} for row in state.answered_rows()]
+    if not rows:
         raise UserError(f"sweep directory {out}: no finished trials yet")
-    return pd.concat(parts, ignore_index=True)
+    return tidy(rows, settings["dimensions"], state.started)
 
 
 def write_trials(df: pd.DataFrame, path: str | Path, settings: dict) -> Path:
@@ -103,17 +99,16 @@ def write_trials(df: pd.DataFrame, path: str | Path, settings: dict) -> Path:
 def load_results(path: str | Path) -> tuple[pd.DataFrame, dict]:
     """The tidy table and the sweep settings of a ``trials.parquet`` or a sweep directory.
 
-    A sweep directory without ``trials.parquet`` (interrupted) is read from Tune's experiments.
+    A sweep directory without ``trials.parquet`` (interrupted) is read from its journal and saved state.
     """
     import pyarrow.parquet as pq
 
-    from raynas.sweep import TRIALS_FILE, load_settings
-
     path = Path(path)
-    if path.is_dir() and not (path / TRIALS_FILE).is_file() and (path / "sweep.json").is_file():
-        return load_sweep(path), load_settings(path)  # an unfinished sweep: read Tune's experiments
     if path.is_dir():
-        path = path / TRIALS_FILE
+        folder = SweepFolder(path)
+        if not folder.trials_file.is_file() and folder.exists():
+            return load_sweep(path), folder.read_settings()  # an unfinished sweep
+        path = folder.trials_file
     if not path.is_file():
         raise UserError(f"{path} does not exist (run `python -m raynas sweep` first)")
     table = pq.read_table(path)

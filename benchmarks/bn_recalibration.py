@@ -25,8 +25,9 @@ def main() -> None:
     import torch
 
     from search_spaces import get_space
-    from trainables.subnet_evaluation import EvaluationSettings, cached_batches, evaluate_arch
-    from trainables.supernet_training import CHECKPOINT_PREFIX, load_supernet
+    from trainables.checkpoints import CHECKPOINT_PREFIX, load_supernet
+    from trainables.recalibration import evaluate_arch
+    from trainables.subnet_evaluation import SubnetEvaluation, cached_batches
 
     torch.set_num_threads(1)
     print(f"{'checkpoint':>22} {'step':>5} {'loss_max':>8} {'min':>7} {'min, no recal':>13} {'max':>7} "
@@ -34,8 +35,7 @@ def main() -> None:
     for checkpoint in sorted(Path(args.run_dir).expanduser().glob(f"{CHECKPOINT_PREFIX}*")):
         supernet, meta = load_supernet(checkpoint)
         space = get_space(meta["space"], **meta["space_options"])
-        settings = EvaluationSettings.from_dict({"checkpoint": str(checkpoint), "val_images": args.val,
-                                                 "calibration_images": args.calibration})
+        settings = SubnetEvaluation(val_images=args.val, calibration_images=args.calibration)
         calibration, val = cached_batches(settings, meta, "train"), cached_batches(settings, meta, "val")
         row = []
         for arch in (space.min_arch(), space.max_arch()):

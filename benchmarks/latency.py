@@ -26,12 +26,13 @@ from raynas.latency.model import fit_latency_model
 from raynas.latency.onnx_timing import TimingSettings
 from raynas.latency.service import LatencyRequest, LatencyService, arch_requests
 from search_spaces import get_space
-from search_spaces.efficient_topformer import REFERENCE_NAMES, reference_cost, reference_model
 
 
 def references(args, cache_dir: str) -> None:
+    space = get_space("efficient_topformer")
     settings = TimingSettings(threads=args.threads, warmup=args.warmup, repeats=args.repeats)
-    requests = [LatencyRequest(name, args.resolution, lambda name=name: reference_model(name, 150)) for name in REFERENCE_NAMES]
+    requests = [LatencyRequest(name, args.resolution, lambda name=name: space.reference_model(name, 150))
+                for name in space.REFERENCE_NAMES]
     service = LatencyService(cache_dir, settings=settings)
     print(f"## TopFormer at {args.resolution}x{args.resolution}, {args.threads} thread(s), "
           f"{args.warmup} warm-up + {args.repeats} timed runs")
@@ -43,7 +44,7 @@ def references(args, cache_dir: str) -> None:
         (hit,) = LatencyService(cache_dir, settings=settings).measure([request])
         hit_ms = (time.perf_counter() - start) * 1e3
         assert hit["cached"] and hit["latency_ms"] == r["latency_ms"]
-        gmacs = reference_cost(request.arch_id, args.resolution)["flops"] / 1e9
+        gmacs = space.reference_cost(request.arch_id, args.resolution)["flops"] / 1e9
         print(f"| {request.arch_id} | {gmacs:.2f} | {r['onnx_bytes'] / 1e6:.1f} | {r['export_s']:.2f} | {r['session_s']:.3f} | "
               f"{r['runs_s']:.2f} | {r['latency_ms']:.1f} | {r['latency_p90_ms']:.1f} | {r['latency_iqr_ms']:.1f} | "
               f"{r['latency_min_ms']:.1f} | {r['latency_cpu_ms'] or float('nan'):.1f} | {hit_ms:.2f} |")

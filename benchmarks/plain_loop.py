@@ -1,38 +1,41 @@
-"""The reference without Ray Tune: a searcher driven by a plain Python loop (Tune's protocol, no Tune).
+"""A sweep without Ray Tune: the sweep's own searcher, driven by a plain Python loop.
 
-Same searcher objects, same objective lookups, up to ``concurrency`` proposals in
-flight completed oldest first (as Tune with ``max_concurrent_trials``). Used by
-``tune_overhead.py`` (time per trial) and ``searchers_nb201.py --engine loop``.
+The same ``SweepPlan`` and ``SweepSearcher`` a Tune sweep uses (every run
+multiplexed, budgets, constraint, answered proposals), Tune's protocol
+without Tune: proposals taken while the runs allow them (``slots`` in
+flight at most, if given), completed oldest first, evaluated in this
+process. For tabular benchmarks this gives many seeds and tasks in minutes:
+``searchers_nb201.py --engine loop`` and ``tune_overhead.py`` use it.
 """
 
 from __future__ import annotations
 
 import time
+from collections import deque
 
 import pandas as pd
 from ray.tune.search import Searcher
 
+from analysis.results import tidy
 from raynas.config import SweepConfig
-from raynas.searchers import FEASIBLE_KEY, make_searcher
-from raynas.sweep import constraint_of
-from search_spaces.nb201 import TabularBenchmark
-from trainables import Objective
+from raynas.sweep import SweepPlan
 
 
-def run_loop(objective: Objective, config: SweepConfig, searcher: str, seed: int) -> tuple[pd.DataFrame, dict]:
-    """Tidy rows (as ``analysis.results``) of one run, and the seconds spent in searcher and evaluation."""
-    bench = TabularBenchmark(config.table, config.accuracy_column, config.latency_column)
-    s = make_searcher(searcher, objective.space, constraint_of(config), objective.metric, objective.mode, seed,
-                      config.budget, objective.cost, **config.searcher_options.get(searcher, {}))
-    s.set_search_properties(None, None, objective.space.to_tune())
-    live, rows, count, finished = [], [], 0, False
+def run_loop(config: SweepConfig, slots: int | None = None) -> tuple[pd.DataFrame, dict, dict]:
+    """``(tidy trials, sweep settings, seconds spent)`` of ``config`` run in this process."""
+    plan = SweepPlan(config)
+    plan.preflight()
+    searcher = plan.searcher()
+    searcher.folder = None  # no journal: nothing to resume
+    live: deque = deque()
+    rows, count, finished = [], 0, False
     spent = {"searcher_s": 0.0, "evaluation_s": 0.0}
     start = time.perf_counter()
     while True:
         t = time.perf_counter()
-        while not finished and len(live) < config.max_concurrent_trials:
+        while not finished and (slots is None or len(live) < slots):
             count += 1
-            proposal = s.suggest(f"t{count}")
+            proposal = searcher.suggest(f"t{count}")
             if proposal == Searcher.FINISHED:
                 finished = True
             elif proposal is None:
@@ -42,19 +45,18 @@ def run_loop(objective: Objective, config: SweepConfig, searcher: str, seed: int
         spent["searcher_s"] += time.perf_counter() - t
         if not live:
             break
-        trial_id, proposal = live.pop(0)
+        trial_id, proposal = live.popleft()
         t = time.perf_counter()
-        arch = objective.space.from_config(proposal)
-        result = bench.lookup(arch)
-        if not proposal[FEASIBLE_KEY]:
-            result["accuracy"] = objective.penalty
+        metrics = plan.objective.evaluate(proposal)
         spent["evaluation_s"] += time.perf_counter() - t
+        result = {**metrics, "feasible": True, "finished_at": time.time()}
         t = time.perf_counter()
-        s.on_trial_complete(trial_id, result)
+        searcher.on_trial_complete(trial_id, result)
         spent["searcher_s"] += time.perf_counter() - t
-        rows.append({"searcher": searcher, "seed": seed, "order": len(rows) + 1, "trial_id": trial_id,
-                     "arch_id": objective.space.arch_id(arch), **{f"config/{k}": v for k, v in arch.items()},
-                     **result, "feasible": bool(proposal[FEASIBLE_KEY]),
-                     "wall_time_s": time.perf_counter() - start})
+        rows.append({**metrics, "searcher": proposal["searcher"], "seed": proposal["seed"], "trial_id": trial_id,
+                     "arch": plan.objective.arch(proposal), "feasible": True, "repeat": False,
+                     "finished_at": result["finished_at"]})
     spent["total_s"] = time.perf_counter() - start
-    return pd.DataFrame(rows), spent
+    rows += [{**row, "trial_id": ""} for run in searcher.runs.values() for row in run.record.answered]
+    settings = plan.settings
+    return tidy(rows, settings["dimensions"], searcher.started), settings, spent

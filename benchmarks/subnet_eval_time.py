@@ -29,20 +29,22 @@ def main() -> None:
     import torch
 
     from search_spaces import get_space
-    from trainables.subnet_evaluation import EvaluationSettings, cached_supernet, score_subnet
+    from trainables.checkpoints import checkpoint_dir
+    from trainables.subnet_evaluation import SubnetEvaluation, cached_supernet, score_subnet
 
     torch.set_num_threads(1)
-    settings = {"checkpoint": args.checkpoint, "calibration_images": args.calibration, "val_images": args.val}
+    checkpoint = str(checkpoint_dir(args.checkpoint))
+    evaluation = SubnetEvaluation(calibration_images=args.calibration, val_images=args.val, device="cpu")
     started = time.perf_counter()
-    _, meta = cached_supernet(EvaluationSettings.from_dict(settings).checkpoint)
+    _, meta = cached_supernet(checkpoint)
     space = get_space(meta["space"], **meta["space_options"])
     load_s = time.perf_counter() - started
 
     rng = random.Random(0)
     archs = [("min", space.min_arch()), ("max", space.max_arch())]
     archs += [(f"random{i}", space.sample(rng)) for i in range(args.archs)]
-    first = score_subnet(archs[0][1], settings)  # decodes the calibration and validation images
-    rows = [score_subnet(arch, settings) | {"name": name} for name, arch in archs]
+    first = score_subnet(archs[0][1], checkpoint, evaluation)  # decodes the calibration and validation images
+    rows = [score_subnet(arch, checkpoint, evaluation) | {"name": name} for name, arch in archs]
     data = meta["config"]["data"]
     print(f"supernet {args.checkpoint} (epoch {meta['epoch']}), {data['dataset']} at base_size={data['base_size']} "
           f"eval_size={data['eval_size']}; {args.calibration} calibration images, "

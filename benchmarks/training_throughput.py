@@ -48,10 +48,13 @@ def main() -> None:
     from trainables.supernet_training import train_supernet
 
     ray.init(address="local", num_cpus=max(args.workers), include_dashboard=False, log_to_driver=False)
+    from raynas.progress import Progress
+
+    quiet = Progress(stream=open(os.devnull, "w"))
     rates, per_cpu = {}, {}
     with tempfile.TemporaryDirectory() as storage:
         for workers in args.workers:
-            metrics = train_supernet(config(workers, args.steps, args.batch, args.crop, storage)).metrics
+            metrics = train_supernet(config(workers, args.steps, args.batch, args.crop, storage), progress=quiet).metrics
             images = args.steps * args.batch * workers
             rates[workers], per_cpu[workers] = metrics["images_per_s"], images / metrics["cpu_seconds"]
             print(f"{workers} worker(s): {rates[workers]:.2f} images/s, {per_cpu[workers]:.2f} images per CPU-second "

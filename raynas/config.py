@@ -1,149 +1,99 @@
-"""Experiment YAML files → validated dataclasses.
+"""The ``sweep`` section: which objective, searchers, budget, seeds, constraint, resources and output.
 
-The pattern: one dataclass per top-level section, every field with a default,
-a ``check()`` that validates values with ``raynas.errors`` helpers. ``build``
-turns a mapping into that dataclass and rejects unknown keys, naming the
-section's allowed fields. ``load_sections`` reads a YAML file and builds the
-sections a command asks for.
+Its fields are the sweep's own (below) plus those of its objective
+(``trainables.OBJECTIVES[benchmark].Settings``: e.g. ``table`` and
+``accuracy_column`` for ``nb201``, ``supernet`` and ``evaluation`` for
+``supernet``), all at the same level of the YAML section. ``dump()`` is the
+sweep's record in ``sweep.json``; ``SweepConfig.load(dump)`` rebuilds it,
+which is how ``--resume`` continues a sweep from its folder alone.
 
->>> build(SweepConfig, {"table": "nb201.parquet", "accuracy_column": "acc", "out": "runs/x",
-...                     "searchers": ["cds", "random"], "budget": 50}, "sweep").budget
-50
->>> build(SweepConfig, {"budgett": 50}, "sweep")  # doctest: +ELLIPSIS
+>>> config = SweepConfig.load({"table": "../shared/data/nb201/nb201_cifar10.parquet",
+...     "accuracy_column": "cifar10_test_acc", "out": "runs/x", "searchers": "cds,random", "budget": 50})
+>>> config.searchers, config.objective_settings.accuracy_column
+(['cds', 'random'], 'cifar10_test_acc')
+>>> SweepConfig.load({"budgett": 50})  # doctest: +ELLIPSIS
 Traceback (most recent call last):
-raynas.errors.UserError: sweep: unknown field(s) ['budgett']; allowed fields: ['benchmark', ...
+raynas.errors.UserError: sweep: unknown field(s) ['budgett']; allowed fields: ['accuracy_column', ...
 """
 
 from __future__ import annotations
 
-import dataclasses
-from dataclasses import dataclass, field
-from pathlib import Path
-from typing import Any, Iterable, Mapping, TypeVar
+from typing import Annotated, Any, ClassVar
 
-from raynas.errors import UserError, check_whole
+from pydantic import BeforeValidator, ConfigDict, Field, PrivateAttr
 
-T = TypeVar("T")
-
-
-def build(cls: type[T], data: Mapping[str, Any] | None, section: str) -> T:
-    """``cls(**data)`` after rejecting unknown keys, then ``check()``; errors name ``section.field``."""
-    data = {} if data is None else data
-    if not isinstance(data, Mapping):
-        raise UserError(f"{section}: must be a mapping of fields, got {data!r}")
-    allowed = [f.name for f in dataclasses.fields(cls)]
-    unknown = sorted(set(data) - set(allowed))
-    if unknown:
-        raise UserError(f"{section}: unknown field(s) {unknown}; allowed fields: {allowed}")
-    obj = cls(**data)
-    obj.check()
-    return obj
+from raynas.errors import UserError
+from raynas.searchers import SEARCHER_NAMES
+from raynas.settings import Choice, Positive, Section, Whole
 
 
-def read_sections(path: str | Path, allowed: Iterable[str]) -> dict[str, Any]:
-    """The top-level mapping of a YAML file; keys other than ``allowed`` are rejected, naming the allowed ones."""
-    import yaml
-
-    allowed = list(allowed)
-    file = Path(path)
-    if not file.is_file():
-        raise UserError(f"config: file {str(path)!r} does not exist")
-    try:
-        data = yaml.safe_load(file.read_text()) or {}
-    except yaml.YAMLError as err:
-        raise UserError(f"config: {path} is not valid YAML ({err})") from None
-    if not isinstance(data, Mapping):
-        raise UserError(f"config: {path} must hold a mapping of sections {allowed}")
-    unknown = sorted(set(data) - set(allowed))
-    if unknown:
-        raise UserError(f"config: unknown section(s) {unknown} in {path}; allowed sections: {allowed}")
-    return dict(data)
+def _names(value: Any) -> Any:
+    """``"cds,random"`` (a CLI flag) or a list."""
+    return [s.strip() for s in value.split(",") if s.strip()] if isinstance(value, str) else value
 
 
-def load_sections(path: str | Path, sections: Mapping[str, type]) -> dict[str, Any]:
-    """Read a YAML experiment file and build each of ``sections`` (name -> dataclass)."""
-    data = read_sections(path, sections)
-    return {name: build(cls, data.get(name), name) for name, cls in sections.items()}
+class SweepConfig(Section):
+    """What a sweep runs; see the module docstring for the objective's fields.
 
+    - ``searchers`` × ``seeds`` (0 .. seeds-1) runs, each evaluating ``budget`` feasible
+      architectures under one constraint (``max_flops`` or ``max_latency``);
+    - ``max_concurrent_trials``: trials in flight per run (None: no limit of its own);
+      ``max_concurrent_total``: for the whole sweep (None: as many as the cluster runs);
+    - ``trial_resources``: what one trial asks the cluster for (default: the objective's),
+      e.g. ``{"CPU": 2, "GPU": 0.25}``;
+    - ``max_failures``: Tune's retries of a trial that raises before it is recorded failed;
+    - ``searcher_options``: keyword options per searcher name.
+    """
 
-@dataclass
-class SweepConfig:
-    """The ``sweep`` section: which objective, searchers, budget, seeds, constraint and output."""
+    SECTION: ClassVar[str] = "sweep"
+    model_config = ConfigDict(extra="allow")  # the objective's fields, validated by its Settings in check()
 
     benchmark: str = "nb201"
-    table: str | None = None  # nb201: the Parquet/CSV table
-    accuracy_column: str | None = None
-    latency_column: str | None = None
-    max_latency: float | None = None  # constraint latency_ms <= max_latency (None: unconstrained)
-    max_flops: float | None = None  # constraint flops (MACs) <= max_flops
-    supernet: str | None = None  # supernet: the checkpoint (folder, its supernet.pt or the training run)
-    evaluation: dict[str, Any] = field(default_factory=dict)  # supernet: EvaluationSettings fields
-    latency: dict[str, Any] | None = None  # supernet: measure each trial's latency ({resolution, threads, ...})
-    latency_model: str | None = None  # supernet: a fitted LatencyModel (JSON) predicting latency_pred_ms
-    searchers: list[str] = field(default_factory=lambda: ["cds", "evolution", "optuna", "nevergrad", "random"])
-    budget: int = 200  # feasible architectures evaluated per (searcher, seed)
-    seeds: int = 1  # seeds 0 .. seeds-1
+    searchers: Annotated[list[Choice(*SEARCHER_NAMES)], BeforeValidator(_names)] = \
+        Field(default_factory=lambda: ["cds", "evolution", "optuna", "nevergrad", "random"])
+    budget: Whole(1) = 200
+    seeds: Whole(1) = 1
     out: str | None = None
-    max_concurrent_trials: int = 2  # per Tuner
-    max_failures: int = 2  # retries of a trial that raises (Tune's FailureConfig) before it is recorded failed
-    searcher_options: dict[str, dict[str, Any]] = field(default_factory=dict)
+    max_latency: Positive | None = None
+    max_flops: Positive | None = None
+    max_concurrent_trials: Whole(1) | None = 2
+    max_concurrent_total: Whole(1) | None = None
+    trial_resources: dict[str, Positive] | None = None
+    max_failures: Whole(0) = 2
+    searcher_options: dict[Choice(*SEARCHER_NAMES), dict[str, Any]] = Field(default_factory=dict)
 
-    def check(self) -> None:
-        from raynas.searchers import SEARCHER_NAMES
-        from trainables import OBJECTIVES
+    _objective_settings: Section | None = PrivateAttr(default=None)
+
+    def check(self, section: str) -> None:
+        from trainables import OBJECTIVES, objective_class
 
         if self.benchmark not in OBJECTIVES:
-            raise UserError(f"sweep.benchmark: {self.benchmark!r} is not allowed; allowed values: {list(OBJECTIVES)}")
-        if isinstance(self.searchers, str):
-            self.searchers = [s.strip() for s in self.searchers.split(",") if s.strip()]
-        if not isinstance(self.searchers, list) or not self.searchers:
-            raise UserError(f"sweep.searchers: must be a non-empty list; allowed values: {list(SEARCHER_NAMES)}")
-        for name in self.searchers:
-            if name not in SEARCHER_NAMES:
-                raise UserError(f"sweep.searchers: {name!r} is not allowed; allowed values: {list(SEARCHER_NAMES)}")
+            raise UserError(f"{section}.benchmark: {self.benchmark!r} is not allowed; "
+                            f"allowed values: {list(OBJECTIVES)}")
+        if not self.searchers:
+            raise UserError(f"{section}.searchers: must name at least one searcher; "
+                            f"allowed values: {list(SEARCHER_NAMES)}")
         if len(set(self.searchers)) != len(self.searchers):
-            raise UserError(f"sweep.searchers: {self.searchers} repeats a searcher")
-        check_whole("sweep.budget", self.budget, 1)
-        check_whole("sweep.seeds", self.seeds, 1)
-        check_whole("sweep.max_concurrent_trials", self.max_concurrent_trials, 1)
-        check_whole("sweep.max_failures", self.max_failures, 0)
-        for name in ("max_latency", "max_flops"):
-            value = getattr(self, name)
-            if value is not None and (isinstance(value, bool) or not isinstance(value, (int, float)) or value <= 0):
-                raise UserError(f"sweep.{name}: must be a number > 0, got {value!r}")
+            raise UserError(f"{section}.searchers: {self.searchers} repeats a searcher")
         if self.max_latency is not None and self.max_flops is not None:
-            raise UserError("sweep: give one constraint, max_latency or max_flops, not both")
-        if self.max_latency is not None and self.benchmark == "nb201" and not self.latency_column:
-            raise UserError("sweep.max_latency: needs sweep.latency_column (the table column it bounds)")
-        if self.max_latency is not None and self.benchmark == "supernet" \
-                and self.latency is None and self.latency_model is None:
-            raise UserError("sweep.max_latency: needs sweep.latency (measured) or sweep.latency_model (predicted)")
-        if not isinstance(self.searcher_options, Mapping):
-            raise UserError(f"sweep.searcher_options: must map searcher names to options, got {self.searcher_options!r}")
-        for name, options in self.searcher_options.items():
-            if name not in SEARCHER_NAMES:
-                raise UserError(f"sweep.searcher_options: {name!r} is not a searcher; allowed values: "
-                                f"{list(SEARCHER_NAMES)}")
-            if not isinstance(options, Mapping):
-                raise UserError(f"sweep.searcher_options.{name}: must be a mapping, got {options!r}")
-        if self.benchmark == "nb201":
-            for name in ("table", "accuracy_column"):
-                if not getattr(self, name):
-                    raise UserError(f"sweep.{name}: required for benchmark nb201")
-        if self.benchmark == "supernet" and not self.supernet:
-            raise UserError("sweep.supernet: required for benchmark supernet (a checkpoint of train-supernet)")
-        for name in ("evaluation", "latency"):
-            if getattr(self, name) is not None and not isinstance(getattr(self, name), Mapping):
-                raise UserError(f"sweep.{name}: must be a mapping of settings, got {getattr(self, name)!r}")
-        if self.out is None:
-            raise UserError("sweep.out: required (the sweep directory)")
+            raise UserError(f"{section}: give one constraint, max_latency or max_flops, not both")
+        settings_cls = objective_class(self.benchmark).Settings
+        extra = dict(self.model_extra or {})
+        unknown = sorted(set(extra) - set(settings_cls.model_fields))
+        if unknown:
+            allowed = sorted(set(self.model_fields) | set(settings_cls.model_fields))
+            raise UserError(f"{section}: unknown field(s) {unknown}; allowed fields: {allowed}")
+        self._objective_settings = settings_cls.load(extra, section)
+        self.model_extra.clear()
+        self.model_extra.update(self._objective_settings.dump())  # normalised (paths resolved)
 
-    def objective_options(self) -> dict[str, Any]:
-        """Keyword options of the objective factory (``trainables.make_objective``)."""
-        if self.benchmark == "supernet":
-            return {"supernet": self.supernet, "latency": self.latency, "latency_model": self.latency_model,
-                    "latency_constraint": self.max_latency is not None, **self.evaluation}
-        return {"table": self.table, "accuracy_column": self.accuracy_column, "latency_column": self.latency_column}
+    @property
+    def objective_settings(self) -> Section:
+        """The validated fields of the objective."""
+        return self._objective_settings
 
-    def to_dict(self) -> dict[str, Any]:
-        return dataclasses.asdict(self)
+    def objective(self):
+        """The sweep's ``Objective`` (``trainables``), built from its fields."""
+        from trainables import objective_class
+
+        return objective_class(self.benchmark)(self._objective_settings)

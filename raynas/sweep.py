@@ -1,149 +1,289 @@
-"""One sweep: every (searcher, seed) as its own Ray Tune ``Tuner`` on one Ray cluster.
+"""A sweep: every (searcher, seed) run at once, as one Ray Tune experiment on the cluster it joins.
 
-Each run gets the same objective, budget (feasible architectures) and
-constraint. Layout of the sweep directory ``OUT``::
+``run_sweep(config)``:
 
-    OUT/sweep.json                 the settings (also in the Parquet metadata)
-    OUT/<searcher>/seed_<k>/       Tune's own experiment (restorable)
-    OUT/<searcher>/seed_<k>/raynas_run.json   written when that run finished
-    OUT/trials.parquet             one row per trial (``analysis.results``)
+1. checks everything it can before touching Ray or the disk (the config, the
+   objective's files and columns, that the constraint admits some
+   architecture) — a sweep that cannot start writes nothing;
+2. joins the cluster (``--address``, ``RAY_ADDRESS``, a running one, else a
+   private local Ray: ``raynas.cluster.connect``);
+3. runs one Tune experiment whose searcher (``raynas.sweep_search``)
+   multiplexes the runs, every trial asking for ``trial_resources`` so an
+   autoscaler sees queued trials as demand, with one live progress line;
+4. writes ``trials.parquet`` (``analysis.results``) when every run is done.
 
-With ``resume=True`` finished runs are skipped and interrupted ones continue
-through ``Tuner.restore(..., resume_errored=True)``: Tune restores the searcher
-state (round, incumbent, history, random generator) and its finished trials.
+``resume=True`` continues the sweep in ``config.out`` (``Tuner.restore``):
+finished trials stay, trials in flight are proposed again, nothing finished
+is evaluated twice. The folder layout is ``raynas.sweep_folder``'s.
 """
 
 from __future__ import annotations
 
+import contextlib
+import glob
 import json
 import os
+import shutil
+import tempfile
 import time
 from pathlib import Path
-from typing import Callable
+from typing import Any, Iterator
+
+from ray.tune import Callback
+from ray.tune.schedulers import FIFOScheduler
 
 from raynas.config import SweepConfig
-from raynas.constraints import Constraint
 from raynas.errors import UserError
-from raynas.searchers import FEASIBLE_KEY, MAX_INFEASIBLE_PER_BUDGET, make_searcher
-from trainables import Objective, make_objective
+from raynas.progress import Progress, duration, eta, quiet_ray_logs
+from raynas.searchers import make_searcher
+from raynas.sweep_folder import SweepFolder
+from raynas.sweep_search import RunSearch, SweepSearcher
+from trainables.objective import Objective, run_trial
 
-SETTINGS_FILE = "sweep.json"
-RUN_DONE_FILE = "raynas_run.json"
-TRIALS_FILE = "trials.parquet"
-# How often (s) Tune snapshots an experiment: small, so an interrupted run loses few finished trials.
-os.environ.setdefault("TUNE_GLOBAL_CHECKPOINT_S", "2")
-
-
-def constraint_of(config: SweepConfig, objective: Objective) -> Constraint | None:
-    """The sweep's one constraint, on the objective's cost of that name (None: unconstrained)."""
-    if config.max_flops is not None:
-        return Constraint("flops", float(config.max_flops))
-    if config.max_latency is not None:
-        return Constraint(objective.latency_cost, float(config.max_latency))
-    return None
+# Fields that say what a sweep is; --resume refuses to change them (the others only change how it runs).
+DEFINING = ("benchmark", "searchers", "budget", "seeds", "max_latency", "max_flops", "searcher_options")
 
 
-def sweep_settings(config: SweepConfig, objective: Objective) -> dict:
-    """What a sweep was: saved as ``sweep.json`` and as the Parquet ``raynas`` metadata."""
-    constraint = constraint_of(config, objective)
-    return {
-        **objective.settings,
-        "metric": objective.metric,
-        "mode": objective.mode,
-        "constraint": constraint.to_dict() if constraint else None,
-        "budget": config.budget,
-        "seeds": list(range(config.seeds)),
-        "searchers": list(config.searchers),
-        "searcher_options": config.searcher_options,
-        "max_concurrent_trials": config.max_concurrent_trials,
-        "max_failures": config.max_failures,
-        "dimensions": [d.name for d in objective.space.dimensions],
-        "space": objective.space.name,
-    }
+class SweepPlan:
+    """A validated sweep, before anything runs: its objective, constraint and record (``sweep.json``)."""
+
+    def __init__(self, config: SweepConfig):
+        if not config.out:
+            raise UserError("sweep.out: required (the sweep directory)")
+        self.config = config
+        self.folder = SweepFolder(config.out)
+        self.objective: Objective = config.objective()
+        self.constraint = self.objective.constraint(config.max_flops, config.max_latency)
+        self.cost = self.objective.cost_for(self.constraint)
+        self.runs = [(name, seed) for seed in range(config.seeds) for name in config.searchers]
+
+    @property
+    def settings(self) -> dict[str, Any]:
+        """What the sweep is: saved as ``sweep.json`` and as the Parquet ``raynas`` metadata."""
+        space = self.objective.space
+        return {
+            **self.objective.record(),
+            "constraint": self.constraint.to_dict() if self.constraint else None,
+            "budget": self.config.budget,
+            "seeds": list(range(self.config.seeds)),
+            "searchers": list(self.config.searchers),
+            "space": space.name,
+            "dimensions": [d.name for d in space.dimensions],
+            "config": self.config.dump(),
+        }
+
+    def preflight(self) -> None:
+        """Checks that need no Ray: the constraint admits something; a resumed sweep is this one."""
+        if not self.objective.admits_some(self.constraint):
+            raise UserError(f"constraint {self.constraint.to_dict()} admits none of 20000 random architectures of "
+                            f"space {self.objective.space.name!r}; raise the limit")
+
+    def check_resume(self, resume: bool) -> bool:
+        """Whether the sweep continues one on disk (same definition) or starts anew."""
+        if not self.folder.exists():
+            return False
+        if not resume:
+            raise UserError(f"out: {self.folder.path} already holds a sweep; pass --resume to continue it "
+                            f"or choose a new --out")
+        saved = self.folder.read_settings()["config"]
+        now = self.config.dump()
+        changed = sorted(k for k in DEFINING if saved.get(k) != now.get(k))
+        changed += sorted(k for k in set(saved) | set(now)
+                          if k not in SweepConfig.model_fields and saved.get(k) != now.get(k))
+        if changed:
+            raise UserError(f"--resume: settings {changed} differ from the sweep in {self.folder.path}; "
+                            f"saved: { {k: saved.get(k) for k in changed} }")
+        return True
+
+    def searcher(self) -> SweepSearcher:
+        config, objective = self.config, self.objective
+        runs = []
+        for name, seed in self.runs:
+            inner = make_searcher(name, objective.space, self.constraint, objective.metric, objective.mode, seed,
+                                  config.budget, self.cost, **config.searcher_options.get(name, {}))
+            inner.set_search_properties(objective.metric, objective.mode, objective.space.to_tune())
+            runs.append(RunSearch(name, seed, inner, objective.space, self.cost, self.constraint, config.budget,
+                                  objective.metric, objective.mode, objective.penalty, config.max_concurrent_trials))
+        return SweepSearcher(runs, objective.metric, objective.mode, self.folder, config.max_concurrent_total)
+
+    def trial_resources(self) -> dict[str, float]:
+        """Tune's resource request of one trial (``CPU``/``GPU`` as ``cpu``/``gpu``, custom ones as given)."""
+        resources = self.config.trial_resources or self.objective.default_resources
+        return {{"CPU": "cpu", "GPU": "gpu"}.get(k, k): v for k, v in resources.items()}
 
 
-def run_dir(out: Path, searcher: str, seed: int) -> Path:
-    return out / searcher / f"seed_{seed}"
+class SweepScheduler(FIFOScheduler):
+    """First in, first out, in constant time per step.
+
+    Tune's controller starts pending trials in the order they were added by
+    itself; ``FIFOScheduler`` only names one to start first, by scanning every
+    trial of the experiment at every step — quadratic in a sweep's 10^4 trials.
+    """
+
+    def choose_trial_to_run(self, tune_controller):
+        return None
 
 
-def run_sweep(config: SweepConfig, resume: bool = False, log: Callable[[str], None] = print) -> Path:
-    """Run (or continue) the sweep; returns the path of ``trials.parquet`` (absent if no trial finished)."""
+class SweepProgress(Callback):
+    """The live view of a sweep: runs and evaluations done, best so far per searcher, time left."""
+
+    def __init__(self, runs: list[tuple[str, int]], budget: int, metric: str, mode: str, period: float = 1.0):
+        self.runs, self.budget, self.metric, self.mode, self.period = runs, budget, metric, mode, period
+        self.done: dict[tuple[str, int], int] = {}
+        self.best: dict[str, float] = {}
+        self.started = self.shown = 0.0
+
+    @property
+    def progress(self) -> Progress:
+        """The sweep's display (Tune pickles its callbacks with the experiment; displays stay in the driver)."""
+        return Progress.current(prefix="sweep: ")
+
+    def setup(self, **info) -> None:
+        self.started, self.done, self.best = time.time(), {}, {}
+
+    def _count(self, trial) -> None:
+        result = trial.last_result or {}
+        config = trial.config
+        if self.metric not in result or "searcher" not in config:
+            return
+        key = (config["searcher"], int(config["seed"]))
+        self.done[key] = self.done.get(key, 0) + 1
+        value, name = float(result[self.metric]), key[0]
+        better = max if self.mode == "max" else min
+        self.best[name] = value if name not in self.best else better(self.best[name], value)
+
+    def on_step_begin(self, iteration: int, trials: list, **info) -> None:
+        if iteration == 0 or not self.done:  # a restored experiment: count what is there
+            for trial in trials:
+                if trial.status == "TERMINATED":
+                    self._count(trial)
+
+    def on_trial_complete(self, iteration: int, trials: list, trial, **info) -> None:
+        self._count(trial)
+        key = (trial.config.get("searcher"), trial.config.get("seed"))
+        if self.done.get(key) == self.budget:
+            self.progress.line(f"{key[0]} seed {key[1]}: {self.budget} feasible evaluations done "
+                               f"[{duration(time.time() - self.started)}]")
+
+    def on_step_end(self, iteration: int, trials: list, **info) -> None:
+        if time.time() - self.shown >= self.period:
+            self._render()
+
+    def _render(self) -> None:
+        now = self.shown = time.time()
+        evaluated = sum(self.done.values())
+        total = self.budget * len(self.runs)
+        finished = sum(1 for key in self.runs if self.done.get(key, 0) >= self.budget)
+        best = "  ".join(f"{name} {value:.4g}" for name, value in sorted(self.best.items()))
+        elapsed = now - self.started
+        self.progress.status(f"runs {finished}/{len(self.runs)}  evaluations {evaluated}/{total}  "
+                             f"best {self.metric}: {best or '-'}  elapsed {duration(elapsed)}  "
+                             f"ETA {duration(eta(elapsed, evaluated, total))}")
+
+    def on_experiment_end(self, trials: list, **info) -> None:
+        self._render()
+        self.progress.close()
+
+
+def trial_dirname(trial) -> str:
+    """``<searcher>_seed<k>_<trial id>``: short, and says which run a trial folder belongs to."""
+    return f"{trial.config['searcher']}_seed{trial.config['seed']}_{trial.trial_id}"
+
+
+@contextlib.contextmanager
+def tune_environment(**variables: str) -> Iterator[None]:
+    """Tune's knobs that are environment variables read when an experiment runs, set for its duration."""
+    before = {name: os.environ.get(name) for name in variables}
+    os.environ.update(variables)
+    try:
+        yield
+    finally:
+        for name, value in before.items():
+            if value is None:
+                os.environ.pop(name, None)
+            else:
+                os.environ[name] = value
+
+
+def queued_trials(plan: SweepPlan, resources: dict[str, float]) -> int:
+    """How many trials Tune keeps queued: twice the slots the cluster has now (at least 16), so slots never
+    idle and an autoscaler sees demand beyond them; never more than the runs' limits allow in flight."""
     import ray
 
-    from analysis.results import load_sweep, write_trials
-
-    out = Path(config.out).resolve()
-    objective = make_objective(config.benchmark, **config.objective_options())
-    settings = sweep_settings(config, objective)
-    _prepare(out, settings, resume)
-    if not ray.is_initialized():
-        ray.init(address="local", include_dashboard=False, log_to_driver=False, configure_logging=False)
-    runs = [(s, k) for k in range(config.seeds) for s in config.searchers]  # seed-major: early seeds complete first
-    todo = [(s, k) for s, k in runs if not (run_dir(out, s, k) / RUN_DONE_FILE).exists()]
-    if len(todo) < len(runs):
-        log(f"sweep: {len(runs) - len(todo)} of {len(runs)} runs already finished, skipped")
-    start = time.time()
-
-    def one(run):
-        summary = run_one(out, objective, config, *run)
-        failed = f" + {summary['failed']} FAILED ({summary['errors'][0]})" if summary["failed"] else ""
-        log(f"sweep: {run[0]:<12} seed {run[1]:<3} {summary['feasible']} feasible + {summary['infeasible']} "
-            f"infeasible{failed} trials, best {objective.metric} {summary['best']:.3f}, {summary['wall_s']:.1f} s "
-            f"[{time.time() - start:.0f} s]")
-
-    for run in todo:
-        one(run)
-    try:
-        trials = load_sweep(out)
-    except UserError as nothing:  # every trial failed: the runs' raynas_run.json say why
-        log(f"sweep: no {TRIALS_FILE} written: {nothing}")
-        return out / TRIALS_FILE
-    path = write_trials(trials, out / TRIALS_FILE, settings)
-    log(f"sweep: wrote {path}")
-    return path
+    cluster = ray.cluster_resources()
+    slots = min((cluster.get({"cpu": "CPU", "gpu": "GPU"}.get(k, k), 0.0) / v for k, v in resources.items() if v > 0),
+                default=16)
+    queued = max(16, int(2 * slots))
+    limits = [plan.config.max_concurrent_total]
+    if plan.config.max_concurrent_trials is not None:
+        limits.append(plan.config.max_concurrent_trials * len(plan.runs))
+    return min([queued] + [n for n in limits if n is not None])
 
 
-def run_one(out: Path, objective: Objective, config: SweepConfig, searcher: str, seed: int) -> dict:
-    """Run or restore one (searcher, seed) Tuner; write its ``raynas_run.json`` summary."""
+def run_sweep(config: SweepConfig, resume: bool = False, address: str | None = None, verbose: bool = False,
+              progress: Progress | None = None) -> Path:
+    """Run (or continue) the sweep; returns the path of ``trials.parquet``.
+
+    Raises ``KeyboardInterrupt`` when it was stopped (Ctrl+C) before every run finished.
+    """
     from ray import tune
+    from ray.tune.logger import JsonLoggerCallback
 
-    path = run_dir(out, searcher, seed)
-    trainable = tune.with_resources(objective.trainable, objective.resources)
-    started = time.time()
-    if tune.Tuner.can_restore(str(path)):
-        repair_torn_state(path)
-        tuner = tune.Tuner.restore(str(path), trainable=trainable, resume_errored=True)
+    from analysis.results import load_sweep, write_trials
+    from raynas.cluster import connect
+
+    plan = SweepPlan(config)
+    plan.preflight()
+    resumed = plan.check_resume(resume)
+    progress = progress or Progress(prefix="sweep: ")
+    connect(address, verbose)  # an unreachable cluster fails here, before anything is written
+    folder = plan.folder
+    if not resumed:
+        folder.create(plan.settings)
+    quiet_ray_logs(str(folder.log_file), verbose)
+    resources = plan.trial_resources()
+    trainable = tune.with_resources(tune.with_parameters(run_trial, objective=plan.objective), resources)
+    if resumed and tune.Tuner.can_restore(str(folder.experiment)):
+        repair_torn_state(folder.experiment)
+        progress.line(f"continuing {folder.path}")
+        tuner = tune.Tuner.restore(str(folder.experiment), trainable=trainable, resume_unfinished=False,
+                                   resume_errored=False, restart_errored=False)
     else:
-        search_alg = make_searcher(searcher, objective.space, constraint_of(config, objective), objective.metric,
-                                   objective.mode, seed, config.budget, objective.cost,
-                                   **config.searcher_options.get(searcher, {}))
+        progress.line(f"{len(plan.runs)} runs ({', '.join(config.searchers)} × {config.seeds} seeds), "
+                      f"{config.budget} feasible evaluations each, trials ask for {resources} -> {folder.path}")
+        callbacks = [JsonLoggerCallback(), SweepProgress(plan.runs, config.budget, plan.objective.metric,
+                                                         plan.objective.mode)]
         tuner = tune.Tuner(
             trainable,
-            param_space={**objective.space.to_tune(), **objective.config, "searcher": searcher, "seed": seed},
-            tune_config=tune.TuneConfig(search_alg=search_alg, num_samples=-1, reuse_actors=True,
-                                        max_concurrent_trials=config.max_concurrent_trials),
-            run_config=tune.RunConfig(storage_path=str(path.parent), name=path.name, verbose=0,
+            tune_config=tune.TuneConfig(search_alg=plan.searcher(), scheduler=SweepScheduler(), num_samples=-1,
+                                        reuse_actors=True, trial_dirname_creator=trial_dirname),
+            run_config=tune.RunConfig(storage_path=str(folder.path), name=SweepFolder.EXPERIMENT, verbose=0,
+                                      callbacks=callbacks,
                                       failure_config=tune.FailureConfig(max_failures=config.max_failures)),
         )
-    fit_start = time.time()
-    grid = tuner.fit()
-    fit_s = time.time() - fit_start
-    frame = grid.get_dataframe()
-    errors = [str(r.error).strip().splitlines()[-1] for r in grid if r.error is not None]
-    feasible = frame[frame[FEASIBLE_KEY].astype(bool)] if len(frame) else frame
-    summary = {
-        "searcher": searcher, "seed": seed, "trials": len(frame), "feasible": len(feasible),
-        "infeasible": len(frame) - len(feasible),
-        "best": float(feasible[objective.metric].max()) if len(feasible) else float("nan"),
-        "failed": len(errors), "errors": errors[:5],  # trials that still raised after max_failures retries
-        "wall_s": time.time() - started, "fit_s": fit_s,
-    }
-    if summary["feasible"] + summary["failed"] < config.budget and summary["infeasible"] < MAX_INFEASIBLE_PER_BUDGET * config.budget:
-        # Tune returns normally when stopped (Ctrl+C): leave the run restorable, stop the sweep
-        raise KeyboardInterrupt(f"{searcher} seed {seed} stopped after {summary['feasible']} of {config.budget} "
-                                f"feasible trials; continue with --resume")
-    (path / RUN_DONE_FILE).write_text(json.dumps(summary, indent=1))
-    return summary
+    started = time.time()
+    # queued trials: see ``queued_trials``; of Tune's result loggers only the JSON one (per-trial CSV and
+    # TensorBoard files cost more than a tabular trial itself: BENCHMARKS.md); its console tables off
+    with tune_environment(TUNE_MAX_PENDING_TRIALS_PG=str(queued_trials(plan, resources)), RAY_AIR_NEW_OUTPUT="0",
+                          TUNE_DISABLE_AUTO_CALLBACK_LOGGERS="1"), progress.active():
+        tuner.fit()
+    state = SweepSearcher.saved_state(folder.experiment)
+    for summary in state.summaries():
+        progress.line(f"{summary['searcher']:<12} seed {summary['seed']:<3} {summary['feasible']} feasible, "
+                      f"{summary['infeasible']} infeasible, {summary['repeats']} repeats"
+                      + (f", {summary['failed']} FAILED" if summary["failed"] else "")
+                      + f", best {plan.objective.metric} {summary['best']:.4g}")
+    if not state.complete:
+        raise KeyboardInterrupt(f"stopped after {time.time() - started:.0f} s with {state.unfinished} of "
+                                f"{len(plan.runs)} runs unfinished; continue with --resume")
+    try:
+        trials = load_sweep(folder.path)
+    except UserError as nothing:  # every trial failed: the summaries above say so
+        progress.line(f"no {folder.trials_file.name} written: {nothing}")
+        return folder.trials_file
+    path = write_trials(trials, folder.trials_file, folder.read_settings())
+    progress.line(f"wrote {path} [{duration(time.time() - started)}]")
+    return path
 
 
 STATE_FILES = ("experiment_state-{}.json", "search_gen_state-{}.json", "searcher-state-{}.pkl")
@@ -164,15 +304,10 @@ def repair_torn_state(path: Path) -> None:
     folder (under the Ray temp dir), then copies them into the experiment
     folder one file at a time, not atomically: a kill during the copy leaves
     a truncated ``experiment_state-*.json`` (Tune would take it for an empty
-    experiment) or files of two different saves (the searcher counting a
-    trial Tune never heard of). The staging copy, complete and consistent,
-    is put back whenever it is still there; a truncated state without one is
-    a clear error saying what to do.
+    experiment) or files of two different saves. The staging copy, complete
+    and consistent, is put back whenever it is still there; a truncated state
+    without one is a clear error saying what to do.
     """
-    import glob
-    import shutil
-    import tempfile
-
     states = sorted(path.glob("experiment_state-*.json"))
     if not states:
         return
@@ -181,34 +316,11 @@ def repair_torn_state(path: Path) -> None:
                            "driver_artifacts", states[-1].name)
     for staged in map(Path, glob.glob(pattern)):
         text = staged.read_text() if _readable_json(staged) else ""
-        if str(path.parent) in text or str(path.parent).encode().hex() in text:  # this run's (storage path)
+        if str(path.parent) in text or str(path.parent).encode().hex() in text:  # this sweep's (storage path)
             for template in STATE_FILES:
                 if (staged.parent / template.format(session)).exists():
                     shutil.copy2(staged.parent / template.format(session), path / template.format(session))
             return
     if not _readable_json(states[-1]):
         raise UserError(f"--resume: {states[-1]} was cut off when the sweep's driver died and no complete copy "
-                        f"is left; remove {path} to run that (searcher, seed) again (other runs are kept)")
-
-
-def _prepare(out: Path, settings: dict, resume: bool) -> None:
-    file = out / SETTINGS_FILE
-    if file.exists():
-        if not resume:
-            raise UserError(f"out: {out} already holds a sweep; pass --resume to continue it or choose a new --out")
-        saved = json.loads(file.read_text())
-        # a setting that a sweep of an older raynas did not record yet is taken as it is now
-        changed = sorted(k for k in saved if saved[k] != settings.get(k))
-        if changed:
-            raise UserError(f"--resume: settings {changed} differ from the sweep in {out}; "
-                            f"saved: { {k: saved.get(k) for k in changed} }")
-        return
-    out.mkdir(parents=True, exist_ok=True)
-    file.write_text(json.dumps(settings, indent=1))
-
-
-def load_settings(out: str | Path) -> dict:
-    file = Path(out) / SETTINGS_FILE
-    if not file.is_file():
-        raise UserError(f"sweep directory {out}: no {SETTINGS_FILE} (not a raynas sweep)")
-    return json.loads(file.read_text())
+                        f"is left; remove {path.parent} to run the sweep again")

@@ -7,6 +7,11 @@ validation — so searchers never know which space they search.
 An architecture is a plain dict ``{dimension name: value}`` with flat keys;
 it is JSON-serialisable and round-trips through Tune's ``config/...`` columns
 and Parquet (numpy scalars and float drift are normalised by ``validate``).
+
+Two contracts: ``SearchSpace`` (every space) and ``WeightSharingSpace`` (a
+space with networks: an elastic supernet, static models, a cost model at a
+resolution, named reference models, depth dimensions). A new space subclasses
+one of them and registers its factory in ``search_spaces._REGISTRY``.
 """
 
 from __future__ import annotations
@@ -86,6 +91,23 @@ class Block:
 
 class SearchSpace:
     """Dimensions grouped in ordered coordinate blocks; subclasses add a cost model.
+
+    What callers rely on:
+
+    - ``name``, ``blocks`` (ordered coordinate blocks), ``dimensions``, ``block_names``,
+      ``block(name)``, ``dimension(name)``, ``block_of(dimension)``, ``cardinality``;
+    - ``to_tune()``: the Ray Tune param space (one ``tune.choice`` per dimension);
+    - ``validate(arch)``: the canonical architecture, or an ``InvalidArchitecture``
+      naming the field and its allowed values; ``from_config(config)`` reads one out
+      of a Tune trial config;
+    - ``arch_id(arch)``: a stable id; ``min_arch()``, ``max_arch()``,
+      ``arch_from_name(name)`` (``ARCH_NAMES`` and JSON files);
+    - ``sample(rng, block, base)``, ``mutate(arch, rng, block)``, ``neighbours(arch, block)``;
+    - ``cost(arch)``: the analytic costs a constraint can bound (e.g. ``params``,
+      ``flops``); a space without a cost model raises ``NotImplementedError``.
+
+    Pickling keeps only the description, so a searcher's saved state restores
+    in a later version of raynas.
 
     >>> space = SearchSpace("toy", [Block("a", (Dimension("w", (8, 16)),)),
     ...                             Block("b", (Dimension("k", (3, 5)),))])
@@ -253,3 +275,60 @@ class SearchSpace:
     def cost(self, arch: Mapping[str, Any]) -> dict[str, float]:
         """Analytic cost of an architecture (e.g. params, flops); per space."""
         raise NotImplementedError(f"space {self.name!r} has no analytic cost model")
+
+
+class WeightSharingSpace(SearchSpace):
+    """A search space with networks, searched with inherited weights (e.g. Efficient-TopFormer).
+
+    Beyond ``SearchSpace``, a subclass provides:
+
+    - ``build_supernet(num_classes)``: the elastic supernet holding the largest
+      weights; it has ``set_active(arch)`` (what the next forward computes) and
+      ``extract(arch)`` (a static ``nn.Module`` with the active weights and the same outputs);
+    - ``build_model(arch, num_classes)``: a freshly initialised static network;
+    - ``cost(arch, resolution, num_classes, convention)`` and ``cost_breakdown(...)``
+      (per part): analytic ``params`` and ``flops`` at an input size, FLOPs counted
+      in one of ``FLOP_CONVENTIONS``; ``search_spaces.flop_counter`` counts a real
+      model the same way;
+    - ``depth_dimensions``: the names of the dimensions that count layers;
+    - ``REFERENCE_NAMES``: published models expressible in its layers (may be
+      empty), with ``reference_model(name, num_classes)``, ``reference_cost(name,
+      resolution, num_classes, convention)``, ``published(name)`` (the paper's
+      ``params``/``flops``) and ``reference_in_space(name)``; ``arch_from_name``
+      maps a reference name to its nearest architecture of the space.
+    """
+
+    REFERENCE_NAMES: tuple[str, ...] = ()
+
+    @property
+    def depth_dimensions(self) -> tuple[str, ...]:
+        raise NotImplementedError
+
+    def cost(self, arch: Mapping[str, Any], resolution: int | tuple[int, int] = 512, num_classes: int = 150,
+             convention: str = "macs") -> dict[str, float]:
+        """Total ``params`` and ``flops`` of ``arch`` at ``resolution`` (analytic: no model is built)."""
+        raise NotImplementedError
+
+    def cost_breakdown(self, arch: Mapping[str, Any], resolution: int | tuple[int, int] = 512,
+                       num_classes: int = 150, convention: str = "macs") -> dict[str, dict[str, float]]:
+        """``{part: {"params", "flops"}}``; the parts sum to ``cost``."""
+        raise NotImplementedError
+
+    def build_supernet(self, num_classes: int):
+        raise NotImplementedError
+
+    def build_model(self, arch: Mapping[str, Any], num_classes: int = 150):
+        raise NotImplementedError
+
+    def reference_model(self, name: str, num_classes: int = 150):
+        raise UserError(f"space {self.name!r} has no reference models")
+
+    def reference_cost(self, name: str, resolution: int | tuple[int, int] = 512, num_classes: int = 150,
+                       convention: str = "macs") -> dict[str, float]:
+        raise UserError(f"space {self.name!r} has no reference models")
+
+    def published(self, name: str) -> dict[str, float]:
+        raise UserError(f"space {self.name!r} has no reference models")
+
+    def reference_in_space(self, name: str) -> bool:
+        raise UserError(f"space {self.name!r} has no reference models")

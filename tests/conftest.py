@@ -2,7 +2,12 @@
 
 from __future__ import annotations
 
+import json
 import os
+import subprocess
+import sys
+from dataclasses import dataclass
+from pathlib import Path
 
 import pytest
 
@@ -52,20 +57,25 @@ def tiny_supernet_config(camvid_dir, storage_path, name: str = "tiny", epochs: i
     }
 
 
-@pytest.fixture(scope="session")
-def tiny_supernet(tmp_path_factory, camvid_dir):
-    """One two-worker Ray Train run of a tiny supernet, shared by the tests: ``(config dict, Result)``."""
-    import ray
+@dataclass(frozen=True)
+class TrainedSupernet:
+    config: dict  # the training config
+    run_dir: str  # the run directory (checkpoint_epoch_NNNN/ folders)
+    checkpoint: str  # its last checkpoint
+    stdout: str  # what `raynas train-supernet` printed
+    stderr: str
 
-    from trainables.supernet_training import train_supernet
+
+@pytest.fixture(scope="session")
+def tiny_supernet(tmp_path_factory, camvid_dir) -> TrainedSupernet:
+    """One two-worker Ray Train run of a tiny supernet by ``python -m raynas train-supernet``, shared by the tests."""
+    from trainables.checkpoints import latest_checkpoint
 
     config = tiny_supernet_config(camvid_dir, tmp_path_factory.mktemp("supernet_runs"))
-    own_ray = not ray.is_initialized()
-    if own_ray:
-        ray.init(address="local", num_cpus=2, include_dashboard=False, log_to_driver=False, configure_logging=False)
-    try:
-        result = train_supernet(config)
-    finally:
-        if own_ray:
-            ray.shutdown()
-    return config, result
+    path = tmp_path_factory.mktemp("configs") / "tiny.yaml"
+    path.write_text(json.dumps(config))  # JSON is YAML
+    run = subprocess.run([sys.executable, "-m", "raynas", "train-supernet", "--config", str(path)],
+                         capture_output=True, text=True, timeout=900, cwd=Path(__file__).resolve().parent.parent)
+    assert run.returncode == 0, run.stderr[-3000:]
+    run_dir = Path(config["run"]["storage_path"]) / config["run"]["name"]
+    return TrainedSupernet(config, str(run_dir), str(latest_checkpoint(run_dir)), run.stdout, run.stderr)

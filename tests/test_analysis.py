@@ -204,7 +204,7 @@ def test_ranking_puts_runs_without_feasible_trials_last():
     assert table.loc["a", "mean_rank"] == 1.5 and table.loc["b", "mean_rank"] == 1.5
     assert np.isnan(final_best(df, "accuracy", "max").set_index(["searcher", "seed"]).loc[("a", 0), "best"])
     counts = proposal_counts(df).set_index("searcher")
-    assert counts.loc["a"].tolist() == [2, 2, 1, 1]
+    assert counts.loc["a"].tolist() == [2, 2, 1, 1, 0]  # seeds, proposals, evaluated, infeasible, repeats
 
 
 def test_missing_columns_are_named():

@@ -11,8 +11,15 @@ import pytest
 import torch
 from PIL import Image
 
-from raynas.data import (DATASETS, EvalTransform, SegmentationMetric, TrainTransform, make_dataset, normalize,
-                         pad_collate)
+from raynas.data import (
+    DATASETS,
+    EvalTransform,
+    SegmentationMetric,
+    TrainTransform,
+    make_dataset,
+    normalize,
+    pad_collate,
+)
 from raynas.data.datasets import COCOSTUFF_UNUSED_IDS
 from raynas.data.transforms import IMAGENET_MEAN, IMAGENET_STD, photometric_distortion
 from raynas.errors import UserError

@@ -70,14 +70,18 @@ def test_device_facts():
 
 def test_cache_is_shared_through_the_file(tmp_path):
     writer, reader = LatencyCache(tmp_path), LatencyCache(tmp_path)
-    device = device_facts(1)
-    result = {"arch_id": "abc", "resolution": [32, 48], "latency_ms": 1.5, "device": device}
-    assert reader.get("abc", (32, 48), ["any"]) is None
+    device, timing = device_facts(1), TimingSettings(warmup=2, repeats=7)
+    result = {"arch_id": "abc", "resolution": [32, 48], "latency_ms": 1.5, "device": device, **timing.dump()}
+    device_class = f"{device['machine']}|{device['cpu_model']}|onnxruntime {device['onnxruntime']}|threads 1"
+    assert reader.get("abc", (32, 48), [device_class], timing) is None
     writer.put(result)
-    key = LatencyCache.key("abc", (32, 48), f"{device['machine']}|{device['cpu_model']}|onnxruntime {device['onnxruntime']}|threads 1")
+    key = LatencyCache.key("abc", (32, 48), device_class, timing)
     assert json.loads(writer.path.read_text())["key"] == key
-    assert reader.get("abc", (32, 48), [key.split("|", 2)[2]]) == result  # read what the other wrote
-    assert reader.get("abc", (48, 32), [key.split("|", 2)[2]]) is None
+    assert reader.get("abc", (32, 48), [device_class], timing) == result  # read what the other wrote
+    assert reader.get("abc", (48, 32), [device_class], timing) is None
+    # taken with other warm-up or repeats, a measurement is another one
+    assert reader.get("abc", (32, 48), [device_class], TimingSettings(warmup=2, repeats=20)) is None
+    assert reader.get("abc", (32, 48), [device_class], TimingSettings(warmup=0, repeats=7)) is None
 
 
 def test_without_ray_measures_in_process_and_caches(tmp_path):
@@ -95,7 +99,8 @@ def test_without_ray_measures_in_process_and_caches(tmp_path):
         assert result["device"]["note"] == "Ray is not initialised; measured locally"
         assert result["cached"] is False and result["export_s"] > 0 and result["resolution"] == [16, 16]
     built = []
-    again = LatencyService(tmp_path).measure([LatencyRequest("w6", 16, lambda: built.append(1))])
+    again = LatencyService(tmp_path, settings=TimingSettings(warmup=1, repeats=3)).measure(
+        [LatencyRequest("w6", 16, lambda: built.append(1))])
     assert again[0]["cached"] is True and not built  # a hit neither builds nor exports
     assert again[0]["latency_ms"] == first[1]["latency_ms"]
     metrics = trial_metrics(again[0])

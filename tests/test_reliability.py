@@ -1,4 +1,5 @@
-"""Reliability of a sweep: a killed driver resumes, a raising trial is retried, bad input is one clear error."""
+"""Reliability of a sweep on a (simulated) cluster: a killed driver resumes, a lost node is survived,
+queued trials are demand an autoscaler sees, a raising trial is retried, a dead address is one clear error."""
 
 from __future__ import annotations
 
@@ -7,6 +8,7 @@ import os
 import signal
 import subprocess
 import sys
+import threading
 import time
 from pathlib import Path
 
@@ -14,80 +16,212 @@ import pytest
 
 from analysis.results import load_results
 from raynas.cli import main
-from raynas.config import SweepConfig, build
+from raynas.config import SweepConfig
 from raynas.sweep import run_sweep
+from raynas.sweep_folder import SweepFolder
+from trainables.tabular_benchmark import NB201Objective, NB201Settings
 
 NB201 = ["--accuracy-column", "cifar10_test_acc", "--latency-column", "lat_raspi4_ms"]
 FLAKY_DIR = "RAYNAS_TEST_FLAKY_DIR"
 
 
-def flaky_objective(**nb201):
-    """The NB201 objective, but a trial's first attempt raises (a marker file per trial remembers it)."""
-    from trainables.tabular_benchmark import nb201_objective
-
-    objective = nb201_objective(**nb201)
-    objective.trainable = flaky_trainable
-    objective.config = {**objective.config, "flaky_dir": os.environ[FLAKY_DIR]}
-    return objective
+def nb201_config(table, out, **fields) -> SweepConfig:
+    return SweepConfig.load({"table": str(table), "accuracy_column": "cifar10_test_acc",
+                             "latency_column": "lat_raspi4_ms", "out": str(out), **fields})
 
 
-def flaky_trainable(config: dict) -> None:
-    from ray import tune
-
-    from trainables.tabular_benchmark import tabular_trainable
-
-    marker = Path(config["flaky_dir"]) / tune.get_context().get_trial_id()
-    if not marker.exists():
-        marker.write_text("failed once")
-        raise RuntimeError("a flaky evaluation")
-    tabular_trainable(config)
+def _yaml(directory: Path, sweep: dict) -> str:
+    path = directory / "sweep.yaml"
+    path.write_text(json.dumps({"sweep": sweep}))  # JSON is YAML
+    return str(path)
 
 
-def _finished_trials(run_dir: Path) -> dict[str, str]:
-    """Trial folder -> its result line, for trials with a result."""
-    return {p.parent.name: p.read_text() for p in run_dir.glob("*/result.json") if p.read_text().strip()}
+def quiet(*_args, **_kwargs):
+    from raynas.progress import Progress
+
+    class Silent(Progress):
+        def line(self, text):
+            pass
+
+        status = line
+
+    return Silent()
 
 
-def _evaluation_order(trials) -> list[str]:
-    """Architecture ids in completion order (with one trial at a time, the order CDS proposed them)."""
-    return trials.sort_values("order")["arch_id"].tolist()
+@pytest.fixture
+def cluster():
+    """A head with 1 CPU and two workers with 2 CPUs each: five trial slots on three nodes."""
+    import ray
+    from ray.cluster_utils import Cluster
+
+    ray.shutdown()
+    simulated = Cluster(initialize_head=True, head_node_args={"num_cpus": 1})
+    workers = [simulated.add_node(num_cpus=2), simulated.add_node(num_cpus=2)]
+    simulated.wait_for_nodes()
+    ray.init(address=simulated.address, log_to_driver=False)
+    yield simulated, workers
+    ray.shutdown()
+    simulated.shutdown()
 
 
-def test_killed_driver_resumes_the_same_search_without_re_evaluating(ray_local, nb201_table, tmp_path):
-    budget, options = 60, {"cds": {"start_samples": 4}}
-    argv = ["--table", str(nb201_table), *NB201, "--searchers", "cds", "--budget", str(budget), "--seeds", "1",
-            "--max-concurrent-trials", "1", "--searcher-options", json.dumps(options)]
+def test_a_lost_node_is_survived_and_queued_trials_are_demand(cluster, nb201_table, tmp_path):
+    from ray.autoscaler.v2.sdk import get_cluster_status
+
+    simulated, workers = cluster
+    out = tmp_path / "sweep"
+    config = nb201_config(nb201_table, out, searchers=["cds", "random"], seeds=2, budget=8, eval_seconds=1.0)
+    seen = {"demand": 0, "removed": False}
+    stop = threading.Event()
+
+    def watch():
+        while not stop.wait(0.3):
+            status = get_cluster_status(simulated.address)
+            pending = sum(b.count for d in status.resource_demands.placement_group_demand for b in d.bundles_by_count)
+            seen["demand"] = max(seen["demand"], pending)
+            finished = sum(1 for _ in SweepFolder(out).journal()) if SweepFolder(out).exists() else 0
+            if finished >= 6 and not seen["removed"]:
+                simulated.remove_node(workers[0])  # its running trials die with it
+                seen["removed"] = True
+
+    watcher = threading.Thread(target=watch, daemon=True)
+    watcher.start()
+    try:
+        run_sweep(config, progress=quiet())
+    finally:
+        stop.set()
+        watcher.join()
+    assert seen["removed"]
+    assert seen["demand"] >= 1  # 4 runs x 2 trials in flight > 5 slots: Tune's queue is the autoscaler's demand
+    trials, _ = load_results(out)
+    for _, run in trials.groupby(["searcher", "seed"]):
+        assert len(run) == 8 and run["feasible"].all() and run["arch_id"].is_unique  # nothing lost or twice
+
+
+def _journal(out: Path) -> list[dict]:
+    return list(SweepFolder(out).journal())
+
+
+class CountingSettings(NB201Settings):
+    log_file: str  # every evaluation appends "searcher seed arch_id" here
+
+
+class CountingObjective(NB201Objective):
+    """NB201, recording every evaluation it makes (a result answered from the journal is none)."""
+
+    name = "counting"
+    Settings = CountingSettings
+
+    def evaluate(self, config):
+        arch_id = self.space.arch_id(self.arch(config))
+        with open(self.settings.log_file, "a") as log:
+            log.write(f"{config['searcher']} {config['seed']} {arch_id}\n")
+        return super().evaluate(config)
+
+
+REGISTER_COUNTING = ("import sys, trainables; "
+                     "trainables.OBJECTIVES['counting'] = 'tests.test_reliability:CountingObjective'; "
+                     "from raynas.cli import main; sys.exit(main(sys.argv[1:]))")
+
+
+def _evaluations(log: Path) -> dict[tuple, int]:
+    counts: dict[tuple, int] = {}
+    for line in log.read_text().splitlines():
+        searcher, seed, arch_id = line.split()
+        counts[(searcher, int(seed), arch_id)] = counts.get((searcher, int(seed), arch_id), 0) + 1
+    return counts
+
+
+def test_killed_driver_resumes_every_run_without_re_evaluating(ray_local, nb201_table, tmp_path, monkeypatch):
+    import trainables
+
+    monkeypatch.setitem(trainables.OBJECTIVES, "counting", "tests.test_reliability:CountingObjective")
+    budget, options, log = 15, {"cds": {"start_samples": 4}}, tmp_path / "evaluations.txt"
+    argv = ["--benchmark", "counting", "--table", str(nb201_table), *NB201, "--searchers", "cds,evolution,random",
+            "--seeds", "2", "--budget", str(budget), "--max-concurrent-trials", "1", "--eval-seconds", "0.3",
+            "--searcher-options", json.dumps(options)]
     out = tmp_path / "killed"
-    run = out / "cds" / "seed_0"
-    proc = subprocess.Popen([sys.executable, "-m", "raynas", "sweep", *argv, "--out", str(out)],
+    config = {"log_file": str(log)}
+    proc = subprocess.Popen([sys.executable, "-c", REGISTER_COUNTING, "sweep", *argv, "--out", str(out),
+                             "--config", _yaml(tmp_path, config)],
                             stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True, start_new_session=True)
     try:
         deadline = time.time() + 300
-        while len(_finished_trials(run)) < 6 or not list(run.glob("searcher-state-*.pkl")):
+        while len(_journal(out)) < 25 or not list(SweepFolder(out).experiment.glob("searcher-state-*.pkl")):
             assert proc.poll() is None, proc.stderr.read()
             assert time.time() < deadline, "the sweep did not get going"
             time.sleep(0.05)
     finally:
         os.killpg(proc.pid, signal.SIGKILL)  # the driver and the Ray it started: no chance to save anything
         proc.wait()
-    assert not (run / "raynas_run.json").exists()
-    before = _finished_trials(run)
+    finished_before = {(e["searcher"], e["seed"], e["arch_id"]) for e in _journal(out)}
+    assert len(finished_before) < 6 * budget  # killed with runs in flight
 
     assert main(["sweep", "--out", str(out), "--resume"]) == 0  # sweep.json alone says what to continue
 
     trials, settings = load_results(out)
-    assert settings["budget"] == budget and len(trials) == budget and trials["feasible"].all()
-    assert trials["arch_id"].is_unique  # no architecture evaluated twice, across the kill
-    rerun = [name for name, text in before.items() if (run / name / "result.json").read_text() != text]
-    assert len(rerun) <= 1, f"finished trials were evaluated again: {rerun}"  # at most the one in flight
+    assert settings["budget"] == budget and len(trials) == 6 * budget and trials["feasible"].all()
+    for _, run in trials.groupby(["searcher", "seed"]):
+        assert len(run) == budget and run["arch_id"].is_unique  # exactly its budget, nothing twice
+    evaluations = _evaluations(log)
+    assert all(evaluations[key] == 1 for key in finished_before)  # no finished trial evaluated again
+    assert sum(evaluations.values()) <= len(trials) + 6  # more than once: at most the 6 trials in flight at the kill
 
     # CDS went on from its saved round, block and random state: the same search as without the kill
-    twin = build(SweepConfig, {"table": str(nb201_table), "accuracy_column": "cifar10_test_acc",
-                               "latency_column": "lat_raspi4_ms", "searchers": ["cds"], "budget": budget,
-                               "seeds": 1, "max_concurrent_trials": 1, "searcher_options": options,
-                               "out": str(tmp_path / "uninterrupted")}, "sweep")
-    uninterrupted, _ = load_results(run_sweep(twin, log=lambda line: None))
-    assert _evaluation_order(trials) == _evaluation_order(uninterrupted)
+    twin = nb201_config(nb201_table, tmp_path / "uninterrupted", searchers=["cds"], seeds=2, budget=budget,
+                        max_concurrent_trials=1, searcher_options=options)
+    uninterrupted, _ = load_results(run_sweep(twin, progress=quiet()))
+    for seed in (0, 1):
+        def order(df):
+            return df[(df.searcher == "cds") & (df.seed == seed)].sort_values("order")["arch_id"].tolist()
+        assert order(trials) == order(uninterrupted)
+
+
+def test_a_dead_address_is_one_clear_error_within_seconds(nb201_table, tmp_path, capsys):
+    import ray
+
+    ray.shutdown()
+    started = time.time()
+    code = main(["sweep", "--table", str(nb201_table), *NB201, "--out", str(tmp_path / "o"),
+                 "--address", "127.0.0.1:1"])
+    assert code == 2 and time.time() - started < 15
+    assert "--address: no Ray cluster answers at '127.0.0.1:1'" in capsys.readouterr().err
+    assert not (tmp_path / "o").exists()
+
+
+class FlakyObjective(NB201Objective):
+    """NB201, but a trial's first attempt raises (a marker file per trial remembers it)."""
+
+    name = "flaky"
+
+    def evaluate(self, config):
+        from ray import tune
+
+        marker = Path(os.environ[FLAKY_DIR]) / tune.get_context().get_trial_id()
+        if not marker.exists():
+            marker.write_text("failed once")
+            raise RuntimeError("a flaky evaluation")
+        return super().evaluate(config)
+
+
+def test_a_trial_that_raises_is_retried_and_recorded(ray_local, nb201_table, tmp_path, monkeypatch):
+    import trainables
+
+    monkeypatch.setitem(trainables.OBJECTIVES, "flaky", "tests.test_reliability:FlakyObjective")
+    monkeypatch.setenv(FLAKY_DIR, str(tmp_path / "markers"))
+    (tmp_path / "markers").mkdir()
+    common = {"benchmark": "flaky", "searchers": ["random"], "budget": 6}
+
+    run_sweep(nb201_config(nb201_table, tmp_path / "retried", **common, max_failures=1), progress=quiet())
+    trials, _ = load_results(tmp_path / "retried")
+    assert len(trials) == 6 and trials["feasible"].all() and trials["accuracy"].gt(0).all()
+    assert len(list(SweepFolder(tmp_path / "retried").experiment.glob("*/error.txt"))) == 6  # each first failure
+
+    lines = []
+    progress = quiet()
+    progress.line = lines.append
+    path = run_sweep(nb201_config(nb201_table, tmp_path / "failing", **common, max_failures=0), progress=progress)
+    assert not path.exists()  # every trial failed: the sweep ends cleanly and says so
+    assert any("0 feasible" in line and "6 FAILED" in line for line in lines)
 
 
 def test_a_state_file_cut_off_by_a_kill_is_put_back_from_the_drivers_staging_copy(tmp_path, monkeypatch):
@@ -97,45 +231,20 @@ def test_a_state_file_cut_off_by_a_kill_is_put_back_from_the_drivers_staging_cop
     from raynas.sweep import repair_torn_state
 
     monkeypatch.setattr(tempfile, "tempdir", str(tmp_path / "tmp"))
-    run = tmp_path / "sweep" / "cds" / "seed_0"
-    run.mkdir(parents=True)
+    experiment = tmp_path / "sweep" / "tune"
+    experiment.mkdir(parents=True)
     session = "2026-01-01_00-00-00"
-    state = json.dumps({"trial_data": [], "storage": str(run.parent)})
-    (run / f"experiment_state-{session}.json").write_text(state[:10])  # cut off mid-copy
-    (run / f"searcher-state-{session}.pkl").write_bytes(b"old")
+    state = json.dumps({"trial_data": [], "storage": str(experiment.parent)})
+    (experiment / f"experiment_state-{session}.json").write_text(state[:10])  # cut off mid-copy
+    (experiment / f"searcher-state-{session}.pkl").write_bytes(b"old")
     with pytest.raises(UserError, match="cut off when the sweep's driver died.*remove"):
-        repair_torn_state(run)
+        repair_torn_state(experiment)
 
-    staging = tmp_path / "tmp" / "ray" / "session_1" / "artifacts" / "2026-01-01" / "seed_0" / "driver_artifacts"
+    staging = tmp_path / "tmp" / "ray" / "session_1" / "artifacts" / "2026-01-01" / "tune" / "driver_artifacts"
     staging.mkdir(parents=True)
     (staging / f"experiment_state-{session}.json").write_text(state)
     (staging / f"searcher-state-{session}.pkl").write_bytes(b"new")
-    repair_torn_state(run)
-    assert json.loads((run / f"experiment_state-{session}.json").read_text())["storage"] == str(run.parent)
-    assert (run / f"searcher-state-{session}.pkl").read_bytes() == b"new"  # the searcher saved with that state
-    repair_torn_state(run)  # a readable state is left alone
-
-
-def test_a_trial_that_raises_is_retried_and_recorded(ray_local, nb201_table, tmp_path, monkeypatch):
-    import trainables
-
-    monkeypatch.setitem(trainables.OBJECTIVES, "flaky", "tests.test_reliability:flaky_objective")
-    monkeypatch.setenv(FLAKY_DIR, str(tmp_path / "markers"))
-    (tmp_path / "markers").mkdir()
-    common = {"benchmark": "flaky", "table": str(nb201_table), "accuracy_column": "cifar10_test_acc",
-              "latency_column": "lat_raspi4_ms", "searchers": ["random"], "budget": 6}
-
-    run_sweep(build(SweepConfig, {**common, "out": str(tmp_path / "retried"), "max_failures": 1}, "sweep"),
-              log=lambda line: None)
-    trials, _ = load_results(tmp_path / "retried")
-    assert len(trials) == 6 and trials["feasible"].all() and trials["accuracy"].gt(0).all()
-    run = tmp_path / "retried" / "random" / "seed_0"
-    assert len(list(run.glob("*/error.txt"))) == 6  # each first failure recorded by Tune beside its trial
-    assert json.loads((run / "raynas_run.json").read_text())["failed"] == 0
-
-    lines = []
-    run_sweep(build(SweepConfig, {**common, "out": str(tmp_path / "failing"), "max_failures": 0}, "sweep"),
-              log=lines.append)
-    summary = json.loads((tmp_path / "failing" / "random" / "seed_0" / "raynas_run.json").read_text())
-    assert summary["failed"] == 6 and "a flaky evaluation" in summary["errors"][0]
-    assert "6 FAILED" in lines[0]
+    repair_torn_state(experiment)
+    assert json.loads((experiment / f"experiment_state-{session}.json").read_text())["storage"] == str(experiment.parent)
+    assert (experiment / f"searcher-state-{session}.pkl").read_bytes() == b"new"  # the searcher saved with that state
+    repair_torn_state(experiment)  # a readable state is left alone

@@ -1,13 +1,16 @@
-"""Each searcher's contract, driven directly through Tune's Searcher protocol on the real NB201 table."""
+"""Each searcher's contract inside a sweep's run (``RunSearch``), driven through Tune's protocol on the NB201 table."""
 
 from __future__ import annotations
 
+import pickle
+import random
+
 import pytest
-from ray.tune.search import Searcher
 
 from raynas.constraints import Constraint
 from raynas.errors import UserError
 from raynas.searchers import SEARCHER_NAMES, make_searcher
+from raynas.sweep_search import DONE, WAIT, RunSearch
 from search_spaces.nb201 import TabularBenchmark
 
 OURS = ("cds", "cds_uniform", "evolution", "random")
@@ -19,26 +22,27 @@ def bench(nb201_table):
     return TabularBenchmark(nb201_table, "cifar10_test_acc", "lat_raspi4_ms")
 
 
-def searcher(bench, name, budget=60, constraint=LIMIT, seed=3, **options):
-    s = make_searcher(name, bench.space, constraint, "accuracy", "max", seed, budget, bench.cost, **options)
-    s.set_search_properties(None, None, bench.space.to_tune())  # what Tune does with the param space
-    return s
+def searcher(bench, name, budget=60, constraint=LIMIT, seed=3, **options) -> RunSearch:
+    """One run of a sweep: the searcher ``name`` with the sweep's budget and constraint around it."""
+    inner = make_searcher(name, bench.space, constraint, "accuracy", "max", seed, budget, bench.cost, **options)
+    inner.set_search_properties("accuracy", "max", bench.space.to_tune())  # what the sweep does for each run
+    return RunSearch(name, seed, inner, bench.space, bench.cost, constraint, budget, "accuracy", "max", 0.0)
 
 
 class Driver:
     """Tune's side of the protocol: up to ``concurrency`` live trials, completed oldest first."""
 
-    def __init__(self, bench, s, concurrency=3):
+    def __init__(self, bench, s: RunSearch, concurrency=3):
         self.bench, self.s, self.concurrency = bench, s, concurrency
         self.live, self.proposed, self.count, self.finished, self.waits = [], [], 0, False, 0
 
     def fill(self):
         while not self.finished and len(self.live) < self.concurrency:
             self.count += 1
-            config = self.s.suggest(f"t{self.count}")
-            if config == Searcher.FINISHED:
+            config = self.s.propose(f"t{self.count}")
+            if config == DONE:
                 self.finished = True
-            elif config is None:
+            elif config == WAIT:
                 self.waits += 1
                 break
             else:
@@ -48,7 +52,8 @@ class Driver:
     def complete_one(self):
         trial_id, config = self.live.pop(0)
         row = self.bench.lookup(self.bench.space.from_config(config))
-        self.s.on_trial_complete(trial_id, {"accuracy": row["accuracy"] if config["feasible"] else 0.0})
+        self.s.complete_trial(trial_id, {**row, "arch_id": self.bench.space.arch_id(self.bench.space.from_config(config))},
+                              error=False)
 
     def run(self, steps=None):
         done = 0
@@ -66,7 +71,7 @@ def test_our_searchers_propose_budget_feasible_distinct_architectures(bench, nam
     assert d.finished and len(d.proposed) == 60
     ids = [bench.space.arch_id(bench.space.from_config(c)) for c in d.proposed]
     assert len(set(ids)) == 60  # never re-evaluates
-    assert all(c["feasible"] for c in d.proposed)
+    assert d.s.record.infeasible == d.s.record.repeats == 0  # ours never propose what the sweep must answer
     assert all(bench.cost(bench.space.from_config(c))["latency_ms"] <= 20.0 for c in d.proposed)
 
 
@@ -77,20 +82,20 @@ def test_save_and_restore_continue_exactly(bench, name, tmp_path):
     d = Driver(bench, original).run(steps=8)
     assert d.live  # trials pending at save time
     before = len(d.proposed)
-    path = tmp_path / "state.pkl"
-    original.searcher.save(str(path))
-    wrapper_state = original.get_state()
+    state = pickle.loads(pickle.dumps(original.get_state()))  # as Tune saves it
 
     clone = searcher(bench, name, budget=20, seed=99)  # a different seed: everything must come from the state
-    clone.searcher.restore(str(path))
-    clone.set_state(wrapper_state)
+    clone.set_state(state)
     twin = Driver(bench, clone)
     twin.live, twin.count = list(d.live), d.count
     d.run()
     twin.run()
     assert twin.proposed == d.proposed[before:]
-    feasible = [c["feasible"] for c in d.proposed]
-    assert sum(feasible[before:]) == 20 - sum(feasible[:before]) > 0
+    assert len(d.proposed) == 20 and 0 < len(d.proposed) - before
+    def answered(run):
+        return [{k: v for k, v in row.items() if k != "finished_at"} for row in run.record.answered]
+
+    assert answered(twin.s) == answered(d.s)  # infeasible proposals and repeats too
 
 
 def test_cds_rounds_change_one_block_and_cycle_through_all_blocks(bench):
@@ -142,26 +147,60 @@ def test_evolution_population_ages(bench):
 
 
 @pytest.mark.parametrize("name", ["optuna", "nevergrad"])
-def test_external_searchers_count_only_feasible_towards_the_budget(bench, name):
+def test_infeasible_proposals_and_repeats_are_answered_without_a_trial_and_not_counted(bench, name):
     d = Driver(bench, searcher(bench, name, budget=30, constraint=Constraint("latency_ms", 12.0))).run()
-    feasible = [c for c in d.proposed if c["feasible"]]
-    infeasible = [c for c in d.proposed if not c["feasible"]]
-    assert len(feasible) == 30 and infeasible  # ~60% of the space is slower than 12 ms
-    assert all(bench.cost(bench.space.from_config(c))["latency_ms"] > 12.0 for c in infeasible)
-    assert d.s.get_state() == {"feasible_issued": 30, "infeasible_issued": len(infeasible)}
+    record = d.s.record
+    assert len(d.proposed) == 30 and record.issued == 30 and len(record.evaluated) == 30  # only feasible, new ones
+    infeasible = [row for row in record.answered if not row["feasible"]]
+    repeats = [row for row in record.answered if row["repeat"]]
+    assert len(infeasible) == record.infeasible > 0  # ~60% of the space is slower than 12 ms
+    assert all(row["latency_ms"] > 12.0 and row["accuracy"] == 0.0 for row in infeasible)  # the penalty
+    assert len(repeats) == record.repeats
+    for row in repeats:  # answered with the run's earlier result of that architecture
+        assert row["accuracy"] == record.evaluated[row["arch_id"]]["accuracy"]
+    ids = [bench.space.arch_id(bench.space.from_config(c)) for c in d.proposed]
+    assert len(set(ids)) == 30
+
+
+def test_a_repeat_of_an_architecture_in_flight_waits_for_its_result(bench):
+    class Twice:
+        """Proposes every architecture twice in a row (what TPE sometimes does)."""
+
+        def __init__(self):
+            self.proposals, self.told = 0, {}
+
+        def suggest(self, trial_id):
+            self.proposals += 1
+            return bench.space.sample(random.Random((self.proposals + 1) // 2))
+
+        def on_trial_complete(self, trial_id, result=None, error=False):
+            self.told[trial_id] = result
+
+    searcher = Twice()
+    run = RunSearch("twice", 0, searcher, bench.space, bench.cost, None, 3, "accuracy", "max", 0.0)
+    first = run.propose("t1")
+    second = run.propose("t2")  # Twice repeats t1's architecture (waits), then proposes a new one
+    assert bench.space.arch_id(bench.space.from_config(second)) != bench.space.arch_id(bench.space.from_config(first))
+    assert run.record.repeats == 1 and list(run.record.waiting.values()) == [["t2"]] and not run.record.answered
+    row = bench.lookup(bench.space.from_config(first))
+    run.complete_trial("t1", {**row, "arch_id": "x"}, error=False)
+    (answer,) = run.record.answered
+    assert answer["repeat"] and answer["feasible"] and answer["accuracy"] == row["accuracy"]
+    assert searcher.told["t2"]["accuracy"] == row["accuracy"]  # the searcher heard its repeat's result
+    assert run.record.issued == 2  # the repeat did not count
 
 
 def test_random_reports_a_constraint_that_admits_nothing(bench):
     s = searcher(bench, "random", constraint=Constraint("latency_ms", 0.001))
     with pytest.raises(UserError, match="admits none of"):
-        s.suggest("t1")
+        s.propose("t1")
 
 
 def test_bad_names_and_budgets_are_clear_errors(bench):
     with pytest.raises(UserError, match=r"searcher: 'hyperband' is not allowed; allowed values: \['cds'"):
         searcher(bench, "hyperband")
     for budget in (0, -5, 2.5):
-        with pytest.raises(UserError, match="budget"):
+        with pytest.raises(UserError, match="budget: must be a whole number >= 1"):
             searcher(bench, "cds", budget=budget)
     with pytest.raises(UserError, match="cds sampler"):
         searcher(bench, "cds", sampler="grid")

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import random
 from pathlib import Path
 
@@ -10,16 +11,16 @@ import torch
 from torch import nn
 
 from raynas.errors import UserError
+from raynas.progress import Progress
 from search_spaces import get_space
+from trainables.recalibration import evaluate_arch, preserved_bn_statistics, recalibrate_bn
 from trainables.subnet_evaluation import (
-    EvaluationSettings,
+    SubnetEvaluation,
+    SupernetObjective,
+    SupernetSettings,
     cached_batches,
     cached_supernet,
-    evaluate_arch,
-    preserved_bn_statistics,
-    recalibrate_bn,
     score_subnet,
-    supernet_objective,
 )
 
 CAMVID_EPOCHS = 2  # of 30 steps × 8 images
@@ -43,12 +44,18 @@ def test_recalibration_gives_the_exact_statistics_of_the_images_and_is_undone_af
 
 
 def test_bad_settings_name_the_field(tmp_path):
-    with pytest.raises(UserError, match="checkpoint"):
-        EvaluationSettings.from_dict({})
-    with pytest.raises(UserError, match="val_imgs"):
-        EvaluationSettings.from_dict({"checkpoint": tmp_path, "val_imgs": 3})
-    with pytest.raises(UserError, match="calibration_images"):
-        EvaluationSettings.from_dict({"checkpoint": tmp_path, "calibration_images": -1})
+    with pytest.raises(UserError, match="sweep.supernet: required"):
+        SupernetSettings.load({})
+    with pytest.raises(UserError, match=r"sweep.evaluation: unknown field\(s\) \['val_imgs'\]; allowed fields"):
+        SupernetSettings.load({"supernet": str(tmp_path), "evaluation": {"val_imgs": 3}})
+    with pytest.raises(UserError, match="sweep.evaluation.calibration_images: must be a whole number >= 0; got -1"):
+        SupernetSettings.load({"supernet": str(tmp_path), "evaluation": {"calibration_images": -1}})
+    with pytest.raises(UserError, match="sweep.evaluation.val_images: must be a whole number >= 1; got 2.5"):
+        SupernetSettings.load({"supernet": str(tmp_path), "evaluation": {"val_images": 2.5}})
+    with pytest.raises(UserError, match="sweep.latency.warmup: must be a whole number >= 0"):
+        SupernetSettings.load({"supernet": str(tmp_path), "latency": {"warmup": -1}})
+    with pytest.raises(UserError, match="supernet checkpoint"):  # no checkpoint there: before any Ray
+        SupernetObjective(SupernetSettings.load({"supernet": str(tmp_path)}))
 
 
 def test_recalibration_on_the_supernet_uses_the_active_subnets_own_statistics():
@@ -80,7 +87,7 @@ def camvid_budget_supernet(tmp_path_factory, camvid_dir):
     ray.shutdown()
     ray.init(address="local", num_cpus=2, include_dashboard=False, log_to_driver=False, configure_logging=False)
     try:
-        result = train_supernet(config)
+        result = train_supernet(config, progress=Progress(stream=open(os.devnull, "w")))
     finally:
         ray.shutdown()
     return str(Path(result.checkpoint.path).parent)
@@ -91,10 +98,10 @@ def camvid_budget_supernet(tmp_path_factory, camvid_dir):
 def test_bn_recalibration_beats_the_supernets_running_statistics_for_the_min_subnet(camvid_budget_supernet):
     # During training every step runs max, random and min sub-networks in train mode, so the
     # shared running statistics blend all of them (and trail the weights): wrong for any single one.
-    settings = EvaluationSettings.from_dict({"checkpoint": camvid_budget_supernet, "calibration_images": 32})
-    supernet, meta = cached_supernet(settings.checkpoint)
+    evaluation = SubnetEvaluation(calibration_images=32)
+    supernet, meta = cached_supernet(camvid_budget_supernet)
     space = get_space(meta["space"], **meta["space_options"])
-    calibration, val = cached_batches(settings, meta, "train"), cached_batches(settings, meta, "val")
+    calibration, val = cached_batches(evaluation, meta, "train"), cached_batches(evaluation, meta, "val")
     state = {k: v.clone() for k, v in supernet.state_dict().items()}
     recalibrated, _, _ = evaluate_arch(supernet, space.min_arch(), calibration, val, 11, 255)
     as_trained, _, _ = evaluate_arch(supernet, space.min_arch(), [], val, 11, 255)
@@ -103,30 +110,34 @@ def test_bn_recalibration_beats_the_supernets_running_statistics_for_the_min_sub
 
 
 def test_score_reports_miou_cost_and_a_time_split(tiny_supernet):
-    _, result = tiny_supernet
+    checkpoint = tiny_supernet.checkpoint
     space = get_space("efficient_topformer", head_channels=32)
     arch = space.sample(random.Random(3))
-    settings = {"checkpoint": result.checkpoint.path, "calibration_images": 8, "val_images": 8}
-    metrics = score_subnet(dict(arch, unrelated_key=1), settings)
+    evaluation = SubnetEvaluation(calibration_images=8, val_images=8)
+    metrics = score_subnet(dict(arch, unrelated_key=1), checkpoint, evaluation)
     assert 0 < metrics["miou"] <= 1
     assert {k: metrics[k] for k in ("params", "flops")} == space.cost(arch, resolution=512, num_classes=11)
     assert metrics["arch_id"] == space.arch_id(arch)
     parts = metrics["recalibration_s"] + metrics["inference_s"] + metrics["overhead_s"]
     assert parts == pytest.approx(metrics["eval_s"]) and min(metrics["recalibration_s"], metrics["inference_s"]) > 0
-    assert score_subnet(arch, settings)["miou"] == metrics["miou"]  # deterministic, caches reused
+    assert metrics["device"] == "cpu"  # device "auto" without a GPU given to this process
+    assert score_subnet(arch, checkpoint, evaluation)["miou"] == metrics["miou"]  # deterministic, cached
 
 
 def test_tune_trials_with_reused_actors_load_the_supernet_once(tiny_supernet, ray_local, tmp_path):
     from ray import tune
 
-    _, result = tiny_supernet
-    objective = supernet_objective(result.checkpoint.path, calibration_images=8, val_images=8)
+    from trainables.objective import run_trial
+
+    checkpoint = tiny_supernet.checkpoint
+    objective = SupernetObjective(SupernetSettings.load(
+        {"supernet": checkpoint, "evaluation": {"calibration_images": 8, "val_images": 8}}))
     space = objective.space
     assert objective.metric == "miou" and objective.cost(space.min_arch()) == space.cost(
         space.min_arch(), resolution=512, num_classes=11)
     tuner = tune.Tuner(
-        tune.with_resources(objective.trainable, {"cpu": 1}),
-        param_space={**space.to_tune(), **objective.config},
+        tune.with_resources(tune.with_parameters(run_trial, objective=objective), {"cpu": 1}),
+        param_space=space.to_tune(),
         tune_config=tune.TuneConfig(metric="miou", mode="max", num_samples=3, max_concurrent_trials=1,
                                     reuse_actors=True),
         run_config=tune.RunConfig(storage_path=str(tmp_path), name="subnets"),

@@ -12,13 +12,8 @@ from raynas.errors import UserError
 from raynas.training_config import SupernetTrainingConfig
 from search_spaces import get_space
 from tests.conftest import tiny_supernet_config
-from trainables.supernet_training import (
-    distillation_loss,
-    load_supernet,
-    sandwich,
-    train_supernet,
-    warmup_poly,
-)
+from trainables.checkpoints import load_supernet
+from trainables.supernet_training import distillation_loss, sandwich, train_supernet, warmup_poly
 
 
 def test_sandwich_has_max_random_min_and_is_the_same_for_a_step():
@@ -57,7 +52,7 @@ def test_distillation_loss_is_zero_only_when_the_student_matches_the_teacher():
 ])
 def test_bad_config_names_the_field(raw, field):
     with pytest.raises(UserError, match=field):
-        SupernetTrainingConfig.from_dict(raw)
+        SupernetTrainingConfig.load(raw)
 
 
 def test_quickstart_and_cluster_configs_are_valid():
@@ -82,9 +77,10 @@ def _val_cross_entropy(supernet, meta, checkpoint) -> float:
     """Cross-entropy of the max sub-network on the first 16 CamVid val images, BN on batch statistics as in training."""
     import torch.nn.functional as F
 
-    from trainables.subnet_evaluation import EvaluationSettings, batch_norms, cached_batches, preserved_bn_statistics
+    from trainables.recalibration import batch_norms, preserved_bn_statistics
+    from trainables.subnet_evaluation import SubnetEvaluation, cached_batches
 
-    settings = EvaluationSettings.from_dict({"checkpoint": checkpoint, "calibration_images": 0, "val_images": 16})
+    settings = SubnetEvaluation(calibration_images=0, val_images=16)
     supernet.set_active(get_space(meta["space"], **meta["space_options"]).max_arch())
     supernet.eval()
     losses = []
@@ -97,14 +93,12 @@ def _val_cross_entropy(supernet, meta, checkpoint) -> float:
 
 
 def test_two_workers_lower_the_loss_and_checkpoint_every_epoch(tiny_supernet):
-    config, result = tiny_supernet
-    run_dir = Path(result.checkpoint.path).parent
+    run_dir = Path(tiny_supernet.run_dir)
     assert sorted(p.name for p in run_dir.glob("checkpoint_epoch_*")) == ["checkpoint_epoch_0001", "checkpoint_epoch_0002"]
     trained, meta = load_supernet(run_dir)  # a run directory means its latest checkpoint
     history = meta["history"]
     assert [h["epoch"] for h in history] == [1, 2] and meta["step"] == 16
     assert meta["num_classes"] == 11 and meta["space_options"] == {"head_channels": 32}
-    assert list(result.metrics_dataframe["epoch"]) == [1, 2]
     for h in history:
         assert 0 <= h["val_miou_min"] <= 1 and 0 <= h["val_miou_max"] <= 1 and h["images_per_s"] > 0
         assert math.isfinite(h["loss_distill"]) and h["loss_distill"] > 0
@@ -118,9 +112,37 @@ def test_two_workers_lower_the_loss_and_checkpoint_every_epoch(tiny_supernet):
     assert after < 0.9 * before, (before, after)
 
 
+def test_training_shows_a_line_per_epoch_and_keeps_ray_quiet(tiny_supernet):
+    out = tiny_supernet.stdout
+    epochs = [line for line in out.splitlines() if line.startswith("train-supernet: epoch ")]
+    assert [line.split()[2] for line in epochs if "loss_max" in line] == ["1/2", "2/2"]  # a line per epoch
+    assert all("val_miou_max" in line and "images_per_s" in line for line in epochs if "loss_max" in line)
+    assert "CamVid" in out and out.splitlines()[-1].startswith("train-supernet: checkpoint: ")
+    everything = out + tiny_supernet.stderr
+    for chatter in ("Token authentication", "Started a local Ray", "Training finished", "╭", "View detailed results",
+                    "Ray Train", "TensorBoard"):
+        assert chatter not in everything  # Ray's and Train's own output goes to the run's raynas.log
+    assert (Path(tiny_supernet.run_dir) / "raynas.log").exists()
+
+
+def test_the_bar_within_an_epoch_shows_steps_rate_and_time_left():
+    import io
+
+    from raynas.progress import Progress, render_training
+
+    out = io.StringIO()
+    progress = Progress(out, interval=0)
+    render_training({"kind": "step", "epoch": 1, "epochs": 3, "step": 5, "steps": 20, "images_per_s": 12.5,
+                     "eta_s": 75.0}, progress)
+    render_training({"kind": "epoch", "epochs": 3, "metrics": {"epoch": 1, "loss_max": 1.5}}, progress)
+    lines = out.getvalue().splitlines()
+    assert lines[0] == "epoch 1/3 [#####...............] step 5/20  12.5 img/s  epoch ETA 1:15"
+    assert lines[1] == "epoch 1/3  loss_max 1.5"
+
+
 def test_resume_from_a_checkpoint_continues_the_epoch_count(tiny_supernet, ray_local, tmp_path):
-    config, result = tiny_supernet
-    latest = Path(result.checkpoint.path)
+    config, checkpoint = tiny_supernet.config, tiny_supernet.checkpoint
+    latest = Path(checkpoint)
     _, before = load_supernet(latest)
     resumed_config = tiny_supernet_config(config["data"]["root"], tmp_path, name="resumed", epochs=3)
     resumed_config["scaling"]["num_workers"] = 1  # a 2-worker checkpoint goes on with 1 worker

@@ -1,4 +1,4 @@
-"""The sweep end to end through Ray Tune: Parquet read back, resume after Ctrl+C, clear errors."""
+"""A sweep end to end: one Tune experiment for every run, tidy Parquet, Tune's own dataframe, clear errors."""
 
 from __future__ import annotations
 
@@ -12,13 +12,15 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from analysis.curves import best_so_far
-from analysis.regret import compare
+from analysis.regret import bootstrap_ci, compare, format_table
 from analysis.results import load_results
 from raynas.cli import main
-from raynas.config import SweepConfig, build, load_sections
+from raynas.config import SweepConfig
 from raynas.errors import UserError
-from raynas.sweep import RUN_DONE_FILE, run_sweep
+from raynas.progress import Progress
+from raynas.settings import read_sections
+from raynas.sweep import run_sweep
+from raynas.sweep_folder import SweepFolder
 from search_spaces.nb201 import TabularBenchmark
 
 COLUMNS = dict(accuracy_column="cifar10_test_acc", latency_column="lat_raspi4_ms")
@@ -26,22 +28,48 @@ DIMS = ["edge_1_0", "edge_2_0", "edge_2_1", "edge_3_0", "edge_3_1", "edge_3_2"]
 
 
 def sweep_config(table, out, **fields) -> SweepConfig:
-    return build(SweepConfig, {"table": str(table), "out": str(out), **COLUMNS, **fields}, "sweep")
+    return SweepConfig.load({"table": str(table), "out": str(out), **COLUMNS, **fields})
 
 
-def test_small_sweep_writes_one_tidy_row_per_trial(ray_local, nb201_table, tmp_path, capsys):
-    config = sweep_config(nb201_table, tmp_path / "sweep", searchers=["cds", "optuna"],
-                          budget=5, seeds=1, max_latency=15.0, max_concurrent_trials=2)
-    run_sweep(config)
-    trials, settings = load_results(tmp_path / "sweep")
+@pytest.fixture(scope="module")
+def small_sweep(ray_local, nb201_table, tmp_path_factory):
+    """cds, optuna and random, two seeds, 8 feasible evaluations each under lat <= 15 ms."""
+    out = tmp_path_factory.mktemp("sweep") / "s"
+    lines = []
+    run_sweep(sweep_config(nb201_table, out, searchers=["cds", "optuna", "random"], budget=8, seeds=2,
+                           max_latency=15.0), progress=_Lines(lines))
+    return out, lines
 
+
+class _Lines(Progress):
+    """A ``Progress`` that keeps what it prints."""
+
+    def __init__(self, lines):
+        super().__init__()
+        self.lines = lines
+
+    def line(self, text):
+        self.lines.append(text)
+
+    status = line
+
+    def close(self):
+        pass
+
+
+def test_a_sweep_is_one_tidy_row_per_proposal(small_sweep, nb201_table):
+    out, _ = small_sweep
+    trials, settings = load_results(out)
     assert list(trials.columns) == ["searcher", "seed", "order", "trial_id", "arch_id", *[f"config/{d}" for d in DIMS],
-                                    "accuracy", "latency_ms", "feasible", "wall_time_s"]
+                                    "accuracy", "latency_ms", "feasible", "repeat", "wall_time_s"]
     assert settings["constraint"] == {"metric": "latency_ms", "limit": 15.0}
-    assert settings["table"] == str(Path(nb201_table).resolve()) and settings["budget"] == 5
+    assert settings["table"] == str(Path(nb201_table).resolve()) and settings["budget"] == 8
     bench = TabularBenchmark(nb201_table, **COLUMNS)
     for (searcher, seed), run in trials.groupby(["searcher", "seed"]):
-        assert run["feasible"].sum() == 5  # the budget counts feasible architectures only
+        evaluated = run[run["feasible"] & ~run["repeat"]]
+        assert len(evaluated) == 8  # the budget counts feasible evaluations only
+        assert evaluated["arch_id"].is_unique and (evaluated["trial_id"] != "").all()
+        assert (run.loc[~run["feasible"] | run["repeat"], "trial_id"] == "").all()  # answered without a trial
         assert sorted(run["order"]) == list(range(1, len(run) + 1))
         assert run.sort_values("order")["wall_time_s"].is_monotonic_increasing
         for _, row in run.iterrows():
@@ -51,64 +79,112 @@ def test_small_sweep_writes_one_tidy_row_per_trial(ray_local, nb201_table, tmp_p
             assert row["feasible"] == (truth["latency_ms"] <= 15.0)
             assert row["accuracy"] == pytest.approx(truth["accuracy"] if row["feasible"] else 0.0)
             assert row["arch_id"] == bench.space.arch_id(arch)
-    ours = trials[trials["searcher"] == "cds"]
-    assert ours["feasible"].all()
-    assert not ours.duplicated(["searcher", "seed", "arch_id"]).any()
-
-    capsys.readouterr()
-    assert main(["compare", str(tmp_path / "sweep"), "--json"]) == 0
-    printed = json.loads(capsys.readouterr().out)
-    assert printed["optimum"] == pytest.approx(max(r["accuracy"] for _, r in bench.rows() if r["latency_ms"] <= 15))
-    assert printed["searchers"] == {}  # no budget of 25/50/100/200 fits a budget of 5
+    ours = trials[trials["searcher"].isin(["cds", "random"])]
+    assert ours["feasible"].all() and not ours["repeat"].any()
+    optuna = trials[trials["searcher"] == "optuna"]
+    assert (~optuna["feasible"]).sum() > 0  # Optuna learns the constraint from penalised proposals
 
 
-def _result_files(run_dir: Path) -> int:
-    return sum(1 for _ in run_dir.glob("*/result.json")) if run_dir.is_dir() else 0
+def test_tunes_own_dataframe_holds_the_whole_sweep(small_sweep):
+    from ray import tune
 
+    from trainables.objective import run_trial
 
-@pytest.mark.slow  # a subprocess sweep, Ctrl+C, then three Tuners: about a minute on an idle 2-core machine
-def test_resume_continues_an_interrupted_sweep_without_re_evaluating(ray_local, nb201_table, tmp_path):
-    out = tmp_path / "sweep"
-    args = ["--table", str(nb201_table), "--accuracy-column", "cifar10_test_acc", "--latency-column",
-            "lat_raspi4_ms", "--searchers", "cds", "--budget", "10", "--seeds", "2",
-            "--max-concurrent-trials", "2", "--out", str(out)]
-    proc = subprocess.Popen([sys.executable, "-m", "raynas", "sweep", *args],
-                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
-    try:
-        deadline = time.time() + 240
-        while _result_files(out / "cds" / "seed_1") < 3:  # seed 0 done, seed 1 under way
-            assert proc.poll() is None and time.time() < deadline, proc.stderr.read() if proc.poll() else "timeout"
-            time.sleep(0.5)
-        proc.send_signal(signal.SIGINT)  # Ctrl+C
-        assert proc.wait(timeout=120) == 130, proc.stderr.read()
-    finally:
-        if proc.poll() is None:
-            proc.kill()
-    assert (out / "cds" / "seed_0" / RUN_DONE_FILE).exists()
-    assert not (out / "cds" / "seed_1" / RUN_DONE_FILE).exists()
-    finished_mtime = (out / "cds" / "seed_0" / RUN_DONE_FILE).stat().st_mtime
-    before = {p.parent.name: json.loads(p.read_text().splitlines()[-1])["accuracy"]
-              for p in (out / "cds" / "seed_1").glob("*/result.json") if p.read_text().strip()}
-    assert len(before) >= 3
-
-    run_sweep(sweep_config(nb201_table, out, searchers=["cds"], budget=10, seeds=2, max_concurrent_trials=2),
-              resume=True)
+    out, _ = small_sweep
+    frame = tune.Tuner.restore(str(SweepFolder(out).experiment), trainable=run_trial).get_results().get_dataframe()
     trials, _ = load_results(out)
-    assert (out / "cds" / "seed_0" / RUN_DONE_FILE).stat().st_mtime == finished_mtime  # skipped, not re-run
-    for seed, run in trials.groupby("seed"):
-        assert len(run) == 10 and run["feasible"].all()
-        assert run["arch_id"].is_unique  # no architecture evaluated twice, across the interruption
-    seed1 = out / "cds" / "seed_1"
-    for name, accuracy in before.items():  # trials finished before Ctrl+C kept their single result
-        lines = (seed1 / name / "result.json").read_text().splitlines()
-        assert len(lines) == 1 and json.loads(lines[0])["accuracy"] == accuracy
+    evaluated = trials[trials["trial_id"] != ""]
+    assert len(frame) == len(evaluated) == 3 * 2 * 8
+    assert frame.groupby(["config/searcher", "config/seed"]).size().eq(8).all()
+    assert set(frame["trial_id"]) == set(evaluated["trial_id"])
+
+
+def test_progress_says_what_each_run_did(small_sweep):
+    _, lines = small_sweep
+    assert any(line.startswith("6 runs (cds, optuna, random × 2 seeds)") for line in lines)
+    summaries = [line for line in lines if " feasible, " in line and " repeats" in line]
+    assert len(summaries) == 6
+    assert any(line.startswith("runs 6/6  evaluations 48/48  best accuracy: cds ") for line in lines)
+    assert lines[-1].startswith("wrote ")
+
+
+def test_compare_reports_intervals_and_pairs(small_sweep, capsys):
+    out, _ = small_sweep
+    capsys.readouterr()
+    assert main(["compare", str(out), "--json"]) == 0
+    printed = json.loads(capsys.readouterr().out)
+    bench_best = printed["optimum"]
+    assert printed["optimum_source"] == "objective" and bench_best > 90
+    assert printed["searchers"] == {} and printed["pairs"] == {}  # no budget of 25/50/100/200 fits a budget of 8
+    assert len(printed["time"]["seconds"]) == 4
+    assert set(printed["time"]["searchers"]) == {"cds", "optuna", "random"}
+
+
+def test_compare_regret_and_hit_rate_by_hand():
+    """Two searchers, three seeds, budget 25: every number below is worked out by hand."""
+    rows = []
+    finals = {"a": [90.0, 99.0, 95.0], "b": [99.0, 99.0, 99.0]}  # best value each seed reaches by evaluation 25
+    for searcher, bests in finals.items():
+        for seed, best in enumerate(bests):
+            for order in range(1, 26):
+                value = best if order == 20 else 50.0  # the best arrives at evaluation 20
+                rows.append({"searcher": searcher, "seed": seed, "order": order, "accuracy": value,
+                             "feasible": True, "repeat": False, "wall_time_s": float(order)})
+            rows.append({"searcher": searcher, "seed": seed, "order": 26, "accuracy": 100.0,  # a repeat and an
+                         "feasible": True, "repeat": True, "wall_time_s": 26.0})  # infeasible proposal never count
+            rows.append({"searcher": searcher, "seed": seed, "order": 27, "accuracy": 100.0,
+                         "feasible": False, "repeat": False, "wall_time_s": 27.0})
+    settings = {"metric": "accuracy", "mode": "max", "budget": 25, "constraint": None, "searchers": ["a", "b"],
+                "config": {"benchmark": "elsewhere"}}
+    result = compare(pd.DataFrame(rows), settings)
+    assert result["optimum"] == 99.0 and result["optimum_source"] == "sweep"
+    a, b = result["searchers"]["a"]["25"], result["searchers"]["b"]["25"]
+    assert a["mean_regret"] == pytest.approx((9 + 0 + 4) / 3) and a["median_regret"] == 4.0
+    assert a["hit_rate"] == pytest.approx(1 / 3) and a["seeds"] == 3
+    assert b["mean_regret"] == 0.0 and b["hit_rate"] == 1.0
+    assert (a["ci_low"], a["ci_high"]) == bootstrap_ci([9.0, 0.0, 4.0])
+    assert a["ci_low"] <= a["mean_regret"] <= a["ci_high"]
+    (pair,) = result["pairs"]["25"]
+    assert (pair["a"], pair["b"], pair["seeds"]) == ("a", "b", 3)
+    assert pair["mean_difference"] == pytest.approx(13 / 3)
+    assert pair["distinguishable"] == (pair["ci_low"] > 0)
+    # over wall-clock time, in quarters of the last evaluation's time (25 s): the bests arrive at 20 s
+    timed = result["time"]
+    assert timed["seconds"] == [6.25, 12.5, 18.75, 25.0]
+    assert timed["searchers"]["a"]["6.25"]["mean_regret"] == pytest.approx(49.0)
+    assert timed["searchers"]["b"]["18.75"]["mean_regret"] == pytest.approx(49.0)
+    assert timed["searchers"]["a"]["25"]["mean_regret"] == pytest.approx(13 / 3)
+    table = format_table(result)
+    assert "N=25" in table and "a           " in table and f"{13 / 3:.3f}" in table
+    assert "t=25s" in table
+
+
+def test_bootstrap_interval_is_reproducible_and_covers_the_mean():
+    values = [0.1, 0.4, 0.2, 0.9, 0.3]
+    low, high = bootstrap_ci(values)
+    assert (low, high) == bootstrap_ci(values) and low < sum(values) / 5 < high
+    assert bootstrap_ci([2.0]) == (2.0, 2.0)
+
+
+def test_a_doomed_sweep_writes_nothing_and_starts_no_ray(nb201_table, tmp_path, capsys):
+    import ray
+
+    ray.shutdown()
+    out = tmp_path / "doomed"
+    code = main(["sweep", "--table", str(nb201_table), "--accuracy-column", "cifar10_test_acc",
+                 "--latency-column", "lat_raspi4_ms", "--max-latency", "0.0001", "--out", str(out)])
+    assert code == 2
+    assert "admits none of 20000 random architectures" in capsys.readouterr().err
+    assert not out.exists() and not ray.is_initialized()
 
 
 @pytest.mark.parametrize("argv, message", [
-    (["--searchers", "cds,hyperband"], "sweep.searchers: 'hyperband' is not allowed; allowed values: ['cds'"),
-    (["--budget", "0"], "sweep.budget: must be a whole number >= 1, got 0"),
+    (["--searchers", "cds,hyperband"], "sweep.searchers[1]: 'hyperband' is not allowed; allowed values: ['cds'"),
+    (["--budget", "0"], "sweep.budget: must be a whole number >= 1; got 0"),
     (["--accuracy-column", "top1"], "accuracy column: 'top1' is not a column"),
     (["--latency-column", "lat_pixel"], "latency column: 'lat_pixel' is not a column"),
+    (["--trial-resources", '{"CPU": -1}'], "sweep.trial_resources.CPU: must be a number > 0; got -1"),
+    (["--max-flops", "1e9"], "sweep.max_flops: the nb201 table has no FLOPs"),
 ])
 def test_cli_errors_name_the_field(nb201_table, tmp_path, capsys, argv, message):
     base = {"--table": str(nb201_table), "--accuracy-column": "cifar10_test_acc",
@@ -117,6 +193,7 @@ def test_cli_errors_name_the_field(nb201_table, tmp_path, capsys, argv, message)
         base[flag] = value
     assert main(["sweep", *[x for kv in base.items() for x in kv]]) == 2
     assert message in capsys.readouterr().err
+    assert not (tmp_path / "o").exists()
 
 
 def test_missing_table_is_a_clear_error(tmp_path, capsys):
@@ -124,32 +201,61 @@ def test_missing_table_is_a_clear_error(tmp_path, capsys):
     assert code == 2 and "does not exist" in capsys.readouterr().err
 
 
-def test_config_file_rejects_unknown_fields_and_sections(tmp_path):
+def test_config_rejects_unknown_fields_and_sections(tmp_path):
+    with pytest.raises(UserError, match=r"sweep: unknown field\(s\) \['budgett'\]; allowed fields: \['accuracy_column'"):
+        SweepConfig.load({"budgett": 5, "table": "t", "accuracy_column": "a"})
+    with pytest.raises(UserError, match=r"sweep: unknown field\(s\) \['table'\]; allowed fields: .*'supernet'"):
+        SweepConfig.load({"benchmark": "supernet", "supernet": "x", "table": "t"})  # another objective's field
+    with pytest.raises(UserError, match="sweep.table: required"):
+        SweepConfig.load({"accuracy_column": "a"})
     path = tmp_path / "x.yaml"
-    path.write_text("sweep:\n  budgett: 5\n")
-    with pytest.raises(UserError, match=r"sweep: unknown field\(s\) \['budgett'\]; allowed fields: \['benchmark'"):
-        load_sections(path, {"sweep": SweepConfig})
     path.write_text("sweeep: {}\n")
     with pytest.raises(UserError, match=r"unknown section\(s\) \['sweeep'\]"):
-        load_sections(path, {"sweep": SweepConfig})
+        read_sections(path, ["sweep"])
+
+
+def test_the_saved_config_rebuilds_the_sweep(nb201_table, tmp_path):
+    config = sweep_config(nb201_table, tmp_path / "o", searchers="cds,random", max_latency=20, eval_seconds=0.5,
+                          trial_resources={"CPU": 2, "GPU": 0.25}, searcher_options={"cds": {"start_samples": 4}})
+    again = SweepConfig.load(json.loads(json.dumps(config.dump())))
+    assert again.dump() == config.dump() and again.searchers == ["cds", "random"]
+    assert again.objective_settings.eval_seconds == 0.5 and again.trial_resources == {"CPU": 2.0, "GPU": 0.25}
 
 
 def test_shipped_config_is_valid():
-    config = load_sections(Path(__file__).parent.parent / "configs" / "nb201_compare.yaml", {"sweep": SweepConfig})
-    assert config["sweep"].budget == 200 and "cds" in config["sweep"].searchers
+    sweep = read_sections(Path(__file__).parent.parent / "configs" / "nb201_compare.yaml", ["sweep"])["sweep"]
+    config = SweepConfig.load(sweep)
+    assert config.budget == 200 and "cds" in config.searchers
 
 
-def test_regret_counts_only_feasible_trials_in_completion_order():
-    rows = []
-    for seed, accs in {0: [90, 95, 91, 99], 1: [92, 93, 94, 97]}.items():
-        for order, acc in enumerate(accs, 1):
-            rows.append({"searcher": "s", "seed": seed, "order": order, "accuracy": float(acc),
-                         "feasible": not (seed == 0 and order == 2)})  # 95 was infeasible
-    trials = pd.DataFrame(rows)
-    curves = best_so_far(trials, "accuracy", "max")
-    assert curves[curves["evaluations"] == 2]["best"].tolist() == [91.0, 93.0]
-    settings = {"metric": "accuracy", "mode": "max", "budget": 25, "benchmark": "other", "constraint": None,
-                "searchers": ["s"]}
-    result = compare(trials, settings)
-    assert result["optimum"] == 99.0 and result["optimum_source"] == "sweep"
-    assert result["searchers"] == {}  # no run reached 25 feasible evaluations
+def _result_files(experiment: Path) -> int:
+    return sum(1 for p in experiment.glob("*/result.json") if p.read_text().strip()) if experiment.is_dir() else 0
+
+
+@pytest.mark.slow  # a subprocess sweep, Ctrl+C, then the rest: about a minute on an idle 2-core machine
+def test_resume_continues_an_interrupted_sweep_without_re_evaluating(ray_local, nb201_table, tmp_path):
+    out = tmp_path / "sweep"
+    args = ["--table", str(nb201_table), *[x for k, v in COLUMNS.items() for x in ("--" + k.replace("_", "-"), v)],
+            "--searchers", "cds,random", "--budget", "20", "--seeds", "2", "--eval-seconds", "0.5", "--out", str(out)]
+    proc = subprocess.Popen([sys.executable, "-m", "raynas", "sweep", *args],
+                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    try:
+        deadline = time.time() + 240
+        while _result_files(SweepFolder(out).experiment) < 15:
+            assert proc.poll() is None and time.time() < deadline, proc.stderr.read() if proc.poll() else "timeout"
+            time.sleep(0.2)
+        proc.send_signal(signal.SIGINT)  # Ctrl+C
+        assert proc.wait(timeout=120) == 130, proc.stderr.read()
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    assert not SweepFolder(out).trials_file.exists()
+    before = {p.parent.name: p.read_text() for p in SweepFolder(out).experiment.glob("*/result.json")
+              if p.read_text().strip()}
+
+    assert main(["sweep", "--out", str(out), "--resume"]) == 0  # sweep.json alone says what to continue
+    trials, _ = load_results(out)
+    for _, run in trials.groupby(["searcher", "seed"]):
+        assert len(run) == 20 and run["feasible"].all() and run["arch_id"].is_unique
+    for name, text in before.items():  # trials finished before Ctrl+C kept their single result
+        assert (SweepFolder(out).experiment / name / "result.json").read_text() == text

@@ -1,52 +1,35 @@
 """What Ray runs, and the objectives a sweep can search.
 
-An ``Objective`` says what one Tune trial evaluates: the search space, the
-Tune trainable, the metric and its mode, the cost function the constraint
-reads, and the constant trial config. Register a new one in ``OBJECTIVES``
-(name -> "module:factory"; the factory takes keyword options).
-
-Every trainable reports the objective metric (e.g. ``accuracy``, ``miou``),
-its costs (``latency_ms``, ``flops``, ``params`` where known), ``feasible`` and
-``arch_id``. A trial whose config says ``feasible: False`` is answered at once
-with ``penalty`` as its metric, without the expensive evaluation.
+``OBJECTIVES`` maps a sweep's ``benchmark`` name to its ``Objective`` class
+(``trainables.objective``; "module:Class", imported when used). The
+supernet's training loop, the sub-network evaluation and the tabular
+benchmark live in their own modules here.
 """
 
 from __future__ import annotations
 
 import importlib
-from dataclasses import dataclass, field
-from typing import Any, Callable
+from typing import Any, Mapping
 
-from raynas.constraints import CostFn
-from raynas.errors import UserError
-from search_spaces.base import SearchSpace
+from raynas.errors import check_choice
+from trainables.objective import Objective
 
 OBJECTIVES = {
-    "nb201": "trainables.tabular_benchmark:nb201_objective",
-    "supernet": "trainables.subnet_evaluation:supernet_objective",
+    "nb201": "trainables.tabular_benchmark:NB201Objective",
+    "supernet": "trainables.subnet_evaluation:SupernetObjective",
 }
 
 
-@dataclass
-class Objective:
-    """What a sweep's trials evaluate."""
-
-    name: str
-    space: SearchSpace
-    trainable: Callable[[dict], None]
-    metric: str
-    mode: str
-    cost: CostFn
-    config: dict[str, Any] = field(default_factory=dict)  # constant keys of every trial config
-    penalty: float = 0.0  # metric reported for an infeasible proposal
-    settings: dict[str, Any] = field(default_factory=dict)  # recorded in sweep.json / Parquet metadata
-    resources: dict[str, float] = field(default_factory=lambda: {"cpu": 0.01})
-    latency_cost: str = "latency_ms"  # the cost a latency constraint bounds (measured or predicted)
+def objective_class(name: str) -> type[Objective]:
+    """The ``Objective`` subclass registered as ``name``."""
+    module, cls = OBJECTIVES[check_choice("sweep.benchmark", name, OBJECTIVES)].split(":")
+    return getattr(importlib.import_module(module), cls)
 
 
-def make_objective(name: str, **options) -> Objective:
-    """The objective registered as ``name``, built with ``options``."""
-    if name not in OBJECTIVES:
-        raise UserError(f"benchmark: {name!r} is unknown; allowed values: {list(OBJECTIVES)}")
-    module, factory = OBJECTIVES[name].split(":")
-    return getattr(importlib.import_module(module), factory)(**options)
+def make_objective(name: str, fields: Mapping[str, Any], section: str = "sweep") -> Objective:
+    """The objective ``name`` built from its fields of the ``sweep`` section (validated)."""
+    cls = objective_class(name)
+    return cls(cls.Settings.load(fields, section))
+
+
+__all__ = ["OBJECTIVES", "Objective", "make_objective", "objective_class"]

@@ -31,8 +31,6 @@ recalibrated; the validation images are sharded across workers).
 from __future__ import annotations
 
 import contextlib
-import dataclasses
-import json
 import random
 import tempfile
 import time
@@ -43,12 +41,10 @@ import torch
 import torch.nn.functional as F
 
 from raynas.errors import UserError
+from raynas.progress import Progress, ProgressBoard, WorkerProgress, follow, render_training
 from raynas.training_config import SupernetTrainingConfig
-
-CHECKPOINT_FILE = "supernet.pt"
-META_FILE = "meta.json"
-CHECKPOINT_PREFIX = "checkpoint_epoch_"
-
+from trainables.checkpoints import CHECKPOINT_FILE, CHECKPOINT_PREFIX, checkpoint_dir, read_meta, write_checkpoint
+from trainables.recalibration import evaluate_arch
 
 # --- pieces of a step ---------------------------------------------------------------
 
@@ -96,63 +92,27 @@ def make_optimizer(model: torch.nn.Module, training) -> torch.optim.AdamW:
     return torch.optim.AdamW(param_groups, lr=training.lr, betas=tuple(training.betas))
 
 
-# --- data ----------------------------------------------------------------------------
-
-
-def dataset_options(data: Mapping[str, Any], split: str) -> dict[str, Any]:
-    """``make_dataset`` options of a data section (as a dict) for ``split``, without the transform."""
-    if data["dataset"] == "synthetic":
-        options = dict(data["synthetic"])
-        val_length = options.pop("val_length", options.get("length", 64))
-        return options if split == "train" else options | {"length": val_length}
-    return {"base_size": data["base_size"], "cache": data["cache"]}
-
-
-def build_datasets(data) -> tuple[Any, Any, Any]:
-    """``(train, calibration, val)`` data sets of a ``DataSection``.
-
-    ``calibration`` is the training split under the evaluation transform
-    (the BN recalibration images: deterministic, the same on every worker).
-    """
-    from raynas.data import EvalTransform, TrainTransform, make_dataset
-
-    options = dataclasses.asdict(data)
-    augment = TrainTransform(data.crop_size, scale_range=data.scale_range)
-    train = make_dataset(data.dataset, data.root, "train", transform=augment, **dataset_options(options, "train"))
-    calibration = make_dataset(data.dataset, data.root, "train", transform=EvalTransform(data.eval_size),
-                               **dataset_options(options, "train"))
-    val = make_dataset(data.dataset, data.root, "val", transform=EvalTransform(data.eval_size),
-                       **dataset_options(options, "val"))
-    return train, calibration, val
-
-
 # --- the loop ----------------------------------------------------------------------
 
 
 def train_loop_per_worker(config: dict) -> None:
-    """Ray Train worker loop; ``config`` is ``SupernetTrainingConfig.to_dict()`` (+ ``resume_from``)."""
+    """Ray Train worker loop; ``config``: ``SupernetTrainingConfig.dump()``, ``resume_from``, ``progress`` (a board)."""
     import ray.train
     import ray.train.torch
     from torch.utils.data import DataLoader, DistributedSampler
 
     from raynas.data import pad_collate
     from search_spaces import get_space
-    from trainables.subnet_evaluation import evaluate_arch
 
-    cfg = SupernetTrainingConfig.from_dict({k: v for k, v in config.items() if k != "resume_from"})
+    cfg = SupernetTrainingConfig.load({k: v for k, v in config.items() if k not in ("resume_from", "progress")})
     training = cfg.training
     context = ray.train.get_context()
     rank, world = context.get_world_rank(), context.get_world_size()
     torch.manual_seed(training.seed + rank)
     device = ray.train.torch.get_device()
 
-    train_set, calibration_set, val_set = build_datasets(cfg.data)
+    train_set, calibration_set, val_set = cfg.data.build()
     num_classes, ignore_index = train_set.num_classes, train_set.ignore_index
-    if rank == 0:
-        if train_set.is_synthetic:
-            print("raynas train-supernet: WARNING: NO DATA SET GIVEN, training on generated shapes, "
-                  "not real images", flush=True)
-        print(f"raynas train-supernet: {train_set.describe()}; {val_set.describe()}", flush=True)
     sampler = DistributedSampler(train_set, num_replicas=world, rank=rank, shuffle=True,
                                  seed=training.seed, drop_last=True)
     loader = DataLoader(train_set, batch_size=training.batch_size, sampler=sampler, drop_last=True,
@@ -183,8 +143,9 @@ def train_loop_per_worker(config: dict) -> None:
         start_epoch, step, history = saved_meta["epoch"], saved_meta["step"], saved_meta["history"]
 
     model = ray.train.torch.prepare_model(supernet, parallel_strategy_kwargs={"find_unused_parameters": True})
-    net = model.module if hasattr(model, "module") else model
+    net = model.module if isinstance(model, torch.nn.parallel.DistributedDataParallel) else model
 
+    progress = WorkerProgress(config.get("progress"), rank, training.epochs, steps_per_epoch)
     evaluation = cfg.evaluation
     val_part = torch.utils.data.Subset(val_set, list(range(len(val_set)))[: evaluation.val_images][rank::world])
     val_batches = DataLoader(val_part, batch_size=evaluation.batch_size, collate_fn=pad_collate)
@@ -197,7 +158,8 @@ def train_loop_per_worker(config: dict) -> None:
         sums = torch.zeros(3, dtype=torch.float64, device=device)  # loss_max, loss_distill, CPU seconds
         started, cpu_started, images = time.perf_counter(), time.process_time(), 0
         batches = _cycle(loader, sampler, epoch)
-        for _ in range(steps_per_epoch):
+        progress.start_epoch()
+        for done in range(1, steps_per_epoch + 1):
             image, label = next(batches)
             image, label = image.to(device), label.to(device)
             optimizer.zero_grad(set_to_none=True)
@@ -224,6 +186,7 @@ def train_loop_per_worker(config: dict) -> None:
             scheduler.step()
             step += 1
             images += image.shape[0] * world
+            progress.step(epoch + 1, done, image.shape[0] * world)
         train_seconds = time.perf_counter() - started
         sums[2] = time.process_time() - cpu_started
         if world > 1:
@@ -250,15 +213,14 @@ def train_loop_per_worker(config: dict) -> None:
         history.append(metrics)
         meta = {"space": cfg.space, "space_options": dict(cfg.space_options), "num_classes": num_classes,
                 "ignore_index": ignore_index, "epoch": epoch + 1, "step": step, "history": history,
-                "config": cfg.to_dict()}
+                "config": cfg.dump()}
         with tempfile.TemporaryDirectory() as directory:
             saved = None
             if rank == 0:
-                torch.save({"model": net.state_dict(), "optimizer": optimizer.state_dict(),
-                            "scheduler": scheduler.state_dict()}, Path(directory) / CHECKPOINT_FILE)
-                (Path(directory) / META_FILE).write_text(json.dumps(meta, indent=1))
+                write_checkpoint(directory, {"model": net.state_dict(), "optimizer": optimizer.state_dict(),
+                                             "scheduler": scheduler.state_dict()}, meta)
                 saved = ray.train.Checkpoint.from_directory(directory)
-                print(f"raynas train-supernet: {_format(metrics)}", flush=True)
+            progress.epoch(metrics)
             ray.train.report(metrics, checkpoint=saved, checkpoint_dir_name=f"{CHECKPOINT_PREFIX}{epoch + 1:04d}")
 
 
@@ -271,32 +233,29 @@ def _cycle(loader, sampler, epoch: int):
         passes += 1
 
 
-def _format(metrics: Mapping[str, Any]) -> str:
-    return ", ".join(f"{k}={v:.4g}" if isinstance(v, float) else f"{k}={v}" for k, v in metrics.items())
-
-
 # --- driver-side API -------------------------------------------------------------------
 
 
-def latest_checkpoint(run_dir: str | Path) -> Path | None:
-    """The newest ``checkpoint_epoch_NNNN`` folder of a run directory, or None."""
-    found = sorted(Path(run_dir).glob(f"{CHECKPOINT_PREFIX}*/{CHECKPOINT_FILE}"))
-    return found[-1].parent if found else None
-
-
-def train_supernet(config: SupernetTrainingConfig | Mapping[str, Any], resume: str | Path | None = None):
+def train_supernet(config: SupernetTrainingConfig | Mapping[str, Any], resume: str | Path | None = None,
+                   progress: Progress | None = None):
     """Train the supernet with a ``TorchTrainer``; returns the ``ray.train.Result``.
 
     A run whose ``run.storage_path``/``run.name`` already holds checkpoints
     resumes from its latest one (Ray Train restores the run); ``resume``
     names another checkpoint folder (or run directory) to start from.
+    ``progress`` shows a line per epoch and a live bar within it.
     """
     import ray.train
     from ray.train.torch import TorchConfig, TorchTrainer
 
-    cfg = config if isinstance(config, SupernetTrainingConfig) else SupernetTrainingConfig.from_dict(config)
-    build_datasets(cfg.data)  # a missing or malformed data folder fails here, as one clear error
-    loop_config = cfg.to_dict()
+    cfg = SupernetTrainingConfig.load(config)
+    train_set, _, val_set = cfg.data.build()  # a missing or malformed data folder fails here, as one clear error
+    progress = progress or Progress(prefix="train-supernet: ")
+    if train_set.is_synthetic:
+        progress.line("WARNING: NO DATA SET GIVEN, training on generated shapes, not real images")
+    progress.line(f"{train_set.describe()}; {val_set.describe()}")
+    board = ProgressBoard.start()
+    loop_config = cfg.dump() | {"progress": board}
     if resume is not None:
         loop_config["resume_from"] = str(checkpoint_dir(resume))
     scaling = cfg.scaling
@@ -308,44 +267,9 @@ def train_supernet(config: SupernetTrainingConfig | Mapping[str, Any], resume: s
                                                resources_per_worker=scaling.resources_per_worker),
         run_config=ray.train.RunConfig(storage_path=cfg.run.storage_path, name=cfg.run.name),
     )
-    return trainer.fit()
+    with follow(board, progress, render_training):
+        return trainer.fit()
 
 
-def checkpoint_dir(path: str | Path) -> Path:
-    """A checkpoint folder from a checkpoint folder, its ``supernet.pt`` or a run directory."""
-    path = Path(path).expanduser().resolve()
-    if path.is_file() and path.name == CHECKPOINT_FILE:
-        return path.parent
-    if (path / CHECKPOINT_FILE).is_file():
-        return path
-    latest = latest_checkpoint(path) if path.is_dir() else None
-    if latest is None:
-        raise UserError(f"supernet checkpoint {str(path)!r}: expected a folder holding {CHECKPOINT_FILE}, "
-                        f"that file, or a run directory with {CHECKPOINT_PREFIX}NNNN/ folders")
-    return latest
-
-
-def read_meta(checkpoint_path: str | Path) -> dict[str, Any]:
-    """The ``meta.json`` of a checkpoint (folder, its ``supernet.pt`` or a run directory: latest).
-
-    Keys: ``space``, ``space_options``, ``num_classes``, ``ignore_index``,
-    ``epoch``, ``step``, ``history`` (per-epoch metrics) and the training ``config``.
-    """
-    return json.loads((checkpoint_dir(checkpoint_path) / META_FILE).read_text())
-
-
-def load_supernet(checkpoint_path: str | Path, map_location: str = "cpu"):
-    """``(supernet in eval mode, meta)`` from a checkpoint (folder, its ``supernet.pt`` or a run directory)."""
-    from search_spaces import get_space
-
-    directory = checkpoint_dir(checkpoint_path)
-    meta = read_meta(directory)
-    state = torch.load(directory / CHECKPOINT_FILE, map_location=map_location, weights_only=True)
-    supernet = get_space(meta["space"], **meta["space_options"]).build_supernet(meta["num_classes"])
-    supernet.load_state_dict(state["model"])
-    return supernet.eval(), meta
-
-
-__all__ = ["train_loop_per_worker", "train_supernet", "load_supernet", "read_meta", "checkpoint_dir",
-           "latest_checkpoint", "sandwich", "distillation_loss", "warmup_poly", "make_optimizer", "build_datasets",
-           "dataset_options"]
+__all__ = ["train_loop_per_worker", "train_supernet", "sandwich", "distillation_loss", "warmup_poly",
+           "make_optimizer"]

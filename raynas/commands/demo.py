@@ -30,14 +30,15 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--config", default="configs/demo.yaml", help="demo YAML (default configs/demo.yaml)")
     parser.add_argument("--out", default="runs/demo", help="where the supernet, sweep and report go")
     parser.add_argument("--address", default=None,
-                        help="Ray cluster address ('auto' on a cluster's head node); default: a local Ray")
+                        help="Ray cluster to join (default: RAY_ADDRESS, else a running cluster, else a local Ray)")
     parser.add_argument("--data-root", dest="data_root", default=None,
                         help="the data set's folder (default: the config's, else ../shared/data/<dataset>)")
+    parser.add_argument("--verbose", action="store_true", help="show Ray's, Train's and Tune's own log output")
 
 
 def read_demo_config(path: str | Path) -> dict[str, Any]:
     """The ``supernet`` (train-supernet schema), ``sweep`` (SweepConfig fields) and ``report`` sections."""
-    from raynas.config import read_sections
+    from raynas.settings import read_sections
 
     data = read_sections(path, SECTIONS)
     return {name: dict(data.get(name) or {}) for name in SECTIONS}
@@ -66,10 +67,12 @@ def choose_data(data: dict[str, Any], root: str | None, log) -> dict[str, Any]:
 
 def train(config: dict[str, Any], out: Path, log) -> Path:
     """Train (or finish training) the supernet; returns its last checkpoint."""
+    from raynas.progress import Progress
     from raynas.training_config import SupernetTrainingConfig
-    from trainables.supernet_training import latest_checkpoint, read_meta, train_supernet
+    from trainables.checkpoints import latest_checkpoint, read_meta
+    from trainables.supernet_training import train_supernet
 
-    cfg = SupernetTrainingConfig.from_dict({**config, "run": {"storage_path": str(out), "name": "supernet"}})
+    cfg = SupernetTrainingConfig.load({**config, "run": {"storage_path": str(out), "name": "supernet"}})
     run_dir = out / "supernet"
     done = latest_checkpoint(run_dir)
     if done is not None and read_meta(done)["epoch"] >= cfg.training.epochs:
@@ -78,7 +81,7 @@ def train(config: dict[str, Any], out: Path, log) -> Path:
     log(f"demo: 1/3 training the supernet on Ray Train: {cfg.scaling.num_workers} worker(s), "
         f"{cfg.training.epochs} epochs of {cfg.training.steps_per_epoch} sandwich steps, data {cfg.data.dataset}")
     started = time.time()
-    result = train_supernet(cfg)
+    result = train_supernet(cfg, progress=Progress(prefix="demo: 1/3 "))
     if result.error is not None:
         raise RuntimeError(f"supernet training failed: {result.error}")
     history = read_meta(latest_checkpoint(run_dir))["history"]
@@ -92,8 +95,11 @@ def run(args: argparse.Namespace) -> int:
     from analysis.report import write_report
     from analysis.results import load_results
     from raynas.cluster import connect
-    from raynas.config import SweepConfig, build
-    from raynas.sweep import SETTINGS_FILE, run_sweep
+    from raynas.config import SweepConfig
+    from raynas.progress import Progress, quiet_ray_logs
+    from raynas.sweep import run_sweep
+    from raynas.sweep_folder import SweepFolder
+    from raynas.training_config import SupernetTrainingConfig
 
     log = print
     sections = read_demo_config(args.config)
@@ -105,15 +111,18 @@ def run(args: argparse.Namespace) -> int:
     fields = {**sections["sweep"], "benchmark": "supernet", "supernet": str(out / "supernet"), "out": str(sweep_dir)}
     if isinstance(fields.get("latency"), Mapping):  # the demo keeps its latency cache beside its results
         fields["latency"] = {"cache_dir": str(out / "latency_cache"), **fields["latency"]}
-    sweep = build(SweepConfig, fields, "sweep")
+    SupernetTrainingConfig.load({**supernet, "run": {"storage_path": str(out), "name": "supernet"}})
+    sweep = SweepConfig.load(fields)
     started = time.time()
-    connect(args.address)
+    connect(args.address, args.verbose)
+    out.mkdir(parents=True, exist_ok=True)
+    quiet_ray_logs(str(out / "raynas.log"), args.verbose)
     checkpoint = train(supernet, out, log)
-    sweep.supernet = str(checkpoint)
-    resume = (sweep_dir / SETTINGS_FILE).exists()
+    sweep = sweep.updated({"supernet": str(checkpoint)})
+    resume = SweepFolder(sweep_dir).exists()
     log(f"demo: 2/3 {'continuing' if resume else 'running'} the sweep: {', '.join(sweep.searchers)}; "
         f"{sweep.budget} feasible sub-networks each, {sweep.seeds} seed(s)")
-    trials = run_sweep(sweep, resume=resume, log=log)
+    trials = run_sweep(sweep, resume=resume, verbose=args.verbose, progress=Progress(prefix="demo: 2/3 "))
     df, settings = load_results(trials)
     report = write_report(df, settings, out / "report.html", top_k=int(sections["report"].get("top_k", 10)),
                           source=str(trials))

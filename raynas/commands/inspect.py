@@ -16,12 +16,12 @@ from __future__ import annotations
 
 import argparse
 import json
-from inspect import signature
 from typing import Any
 
 from raynas.errors import check_choice, check_positive
 from search_spaces import SPACE_NAMES, get_space
-from search_spaces.base import FLOP_CONVENTIONS
+from search_spaces.base import FLOP_CONVENTIONS, SearchSpace, WeightSharingSpace
+from search_spaces.flop_counter import count
 
 NAME = "inspect"
 HELP = "Show an architecture's params and FLOPs (analytic and counted), its id and the space's cardinality."
@@ -50,22 +50,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--json", action="store_true", help="print one JSON object instead of a table")
 
 
-def _analytic(space, arch, resolution, num_classes, convention, breakdown: bool = False) -> dict | None:
-    """The space's analytic cost (or its per-part breakdown), or None for a space without one."""
-    method = getattr(space, "cost_breakdown" if breakdown else "cost", None)
-    if method is None:
-        return None
-    accepted = signature(method).parameters
-    given = (("resolution", resolution), ("num_classes", num_classes), ("convention", convention))
-    options = {k: v for k, v in given if k in accepted}
-    try:
-        return method(arch, **options)
-    except NotImplementedError:
-        return None
-
-
 def describe(
-    space, name: str, seed: int, resolution: tuple[int, int], num_classes: int, convention: str = "macs"
+    space: SearchSpace, name: str, seed: int, resolution: tuple[int, int], num_classes: int, convention: str = "macs"
 ) -> dict[str, Any]:
     """Everything ``inspect`` prints, as a JSON-able dict (FLOPs in ``convention``)."""
     check_positive("--num-classes", num_classes)
@@ -82,28 +68,25 @@ def describe(
         "num_classes": num_classes,
         "convention": convention,
     }
-    cost = _analytic(space, arch, resolution, num_classes, convention)
-    if name in getattr(space, "REFERENCE_NAMES", ()):  # a published model, e.g. topformer-b
-        from search_spaces.efficient_topformer import PUBLISHED, reference_cost, reference_model
-
+    if not isinstance(space, WeightSharingSpace):  # e.g. nb201: no networks, maybe no cost model
+        try:
+            out |= space.cost(arch)
+        except NotImplementedError:
+            pass
+        return out
+    cost = space.cost(arch, resolution, num_classes, convention)
+    if name in space.REFERENCE_NAMES:  # a published model, e.g. topformer-b
         out["in_space"] = space.reference_in_space(name)
-        out["published"] = PUBLISHED[name]
+        out["published"] = space.published(name)
         out["nearest"] = cost  # the cost of ``arch``, the nearest architecture in the space
-        cost = reference_cost(name, resolution, num_classes, convention)
-        model = reference_model(name, num_classes)
+        cost = space.reference_cost(name, resolution, num_classes, convention)
+        model = space.reference_model(name, num_classes)
     else:
-        model = space.build_model(arch, num_classes) if hasattr(space, "build_model") else None
-    if cost is not None:
-        out |= cost
-    if model is not None:
-        from search_spaces.flop_counter import count
-
-        counted = count(model, resolution, convention=convention)
-        out["params_counted"], out["flops_counted"] = counted["params"], counted["flops"]
+        model = space.build_model(arch, num_classes)
+    counted = count(model, resolution, convention=convention)
+    out |= cost | {"params_counted": counted["params"], "flops_counted": counted["flops"]}
     if not out.get("published"):
-        breakdown = _analytic(space, arch, resolution, num_classes, convention, breakdown=True)
-        if breakdown is not None:
-            out["breakdown"] = breakdown
+        out["breakdown"] = space.cost_breakdown(arch, resolution, num_classes, convention)
     return out
 
 

@@ -26,40 +26,47 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--model-out", default="latency_model.json", help="where --fit writes the model (JSON)")
     parser.add_argument("--resolution", type=int, nargs="+", default=[512], help="input size: S or H W (default 512)")
     parser.add_argument("--num-classes", type=int, default=150)
-    parser.add_argument("--threads", type=int, default=1, help="ONNX Runtime intra-op threads (default 1)")
-    parser.add_argument("--warmup", type=int, default=3)
-    parser.add_argument("--repeats", type=int, default=20)
+    parser.add_argument("--threads", type=int, help="ONNX Runtime intra-op threads (default 1)")
+    parser.add_argument("--warmup", type=int, help="untimed runs first (default 3)")
+    parser.add_argument("--repeats", type=int, help="timed runs (default 20)")
     parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--cache-dir", default="results/latency", help="measurement cache (default results/latency)")
-    parser.add_argument("--resource", default="arm", help="Ray resource of the measuring nodes (default arm)")
+    parser.add_argument("--cache-dir", dest="cache_dir", help="measurement cache (default ~/.cache/raynas/latency)")
+    parser.add_argument("--resource", help="Ray resource of the measuring nodes (default arm)")
     parser.add_argument("--address", default=None,
-                        help="Ray cluster address (e.g. auto); without it, measure in this process")
+                        help="Ray cluster to join (e.g. auto; default RAY_ADDRESS); without one, measure in this process")
+    parser.add_argument("--verbose", action="store_true", help="show Ray's own log output")
 
 
 def run(args: argparse.Namespace) -> int:
+    import os
+
     from raynas.latency.model import fit_latency_model
-    from raynas.latency.onnx_timing import TimingSettings, input_size
+    from raynas.latency.onnx_timing import LatencySettings
     from raynas.latency.service import LatencyService, arch_requests
     from search_spaces import get_space
+    from search_spaces.base import WeightSharingSpace
 
     if not args.arch and not args.fit:
         raise UserError("latency: give --arch NAME (repeatable) or --fit N")
     if args.fit and args.fit < 4:
         raise UserError(f"latency --fit: needs at least 4 sub-networks, got {args.fit}")
-    resolution = input_size(args.resolution[0] if len(args.resolution) == 1 else tuple(args.resolution))
+    given = {k: getattr(args, k) for k in ("threads", "warmup", "repeats", "resource", "cache_dir")
+             if getattr(args, k) is not None}
+    settings = LatencySettings.load(
+        {"resolution": args.resolution[0] if len(args.resolution) == 1 else args.resolution, **given}, "latency")
+    resolution = tuple(settings.resolution)
     space = get_space(args.space)
-    if not hasattr(space, "build_supernet"):
-        raise UserError(f"latency: space {args.space!r} has no network to export (no supernet)")
+    if not isinstance(space, WeightSharingSpace):
+        raise UserError(f"--space: {args.space!r} has no network to export (not a weight-sharing space)")
     named = [space.arch_from_name(name, seed=args.seed) for name in args.arch]
     rng = random.Random(args.seed)
     fitted = [space.min_arch(), space.max_arch()] + [space.sample(rng) for _ in range(args.fit - 2)] if args.fit else []
 
-    if args.address:
+    if args.address or os.environ.get("RAY_ADDRESS"):
         from raynas.cluster import connect
 
-        connect(args.address)
-    service = LatencyService(args.cache_dir, resource=args.resource,
-                             settings=TimingSettings(threads=args.threads, warmup=args.warmup, repeats=args.repeats))
+        connect(args.address, args.verbose)
+    service = LatencyService.from_settings(settings)
     supernet = space.build_supernet(args.num_classes)
     results = service.measure(arch_requests(space, supernet, named + fitted, resolution))
     for name, result in zip(args.arch, results):

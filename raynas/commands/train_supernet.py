@@ -14,21 +14,26 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="checkpoint folder or run directory to start from (a run with the same "
                              "run.storage_path/run.name resumes from its latest checkpoint by itself)")
     parser.add_argument("--address", default=None,
-                        help="Ray cluster address (default: a running cluster, else a local one)")
+                        help="Ray cluster to join (default: RAY_ADDRESS, else a running cluster, else a local Ray)")
+    parser.add_argument("--verbose", action="store_true", help="show Ray's and Ray Train's own log output")
 
 
 def run(args: argparse.Namespace) -> int:
+    from pathlib import Path
+
     from raynas.cluster import connect
+    from raynas.progress import Progress, quiet_ray_logs
     from raynas.training_config import SupernetTrainingConfig
     from trainables.supernet_training import train_supernet
 
     config = SupernetTrainingConfig.from_yaml(args.config)
-    connect(args.address)
-    result = train_supernet(config, resume=args.resume)
-    frame = result.metrics_dataframe
-    if frame is not None:
-        columns = [c for c in ("epoch", "step", "loss_max", "loss_distill", "val_miou_max", "val_miou_min",
-                               "images_per_s") if c in frame]
-        print(frame[columns].to_string(index=False))
-    print(f"supernet checkpoint: {result.checkpoint.path} (for the sweep objective `supernet`)")
+    connect(args.address, args.verbose)
+    run_dir = Path(config.run.storage_path) / config.run.name
+    run_dir.mkdir(parents=True, exist_ok=True)
+    quiet_ray_logs(str(run_dir / "raynas.log"), args.verbose)
+    progress = Progress(prefix="train-supernet: ")
+    result = train_supernet(config, resume=args.resume, progress=progress)
+    if result.error is not None:
+        raise RuntimeError(f"supernet training failed: {result.error}")
+    progress.line(f"checkpoint: {result.checkpoint.path} (for the sweep objective `supernet`)")
     return 0

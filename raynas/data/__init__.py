@@ -25,7 +25,7 @@ raises ``UserError`` saying what was expected where.
 
 from __future__ import annotations
 
-from raynas.data.datasets import ADE20K, COCOStuff, CamVid, Cityscapes, SegmentationDataset
+from raynas.data.datasets import ADE20K, CamVid, Cityscapes, COCOStuff, SegmentationDataset
 from raynas.data.metrics import SegmentationMetric
 from raynas.data.synthetic import SyntheticSegmentation
 from raynas.data.transforms import IGNORE_INDEX, EvalTransform, TrainTransform, normalize, pad_collate

@@ -16,7 +16,7 @@ import math
 import torch
 import torch.nn.functional as F
 
-from raynas.errors import UserError
+from raynas.errors import UserError, field_error, size_problem
 
 IGNORE_INDEX = 255
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
@@ -37,17 +37,10 @@ def target_size(height: int, width: int, size: int | tuple[int, int]) -> tuple[i
 
 def check_size(field: str, size) -> int | tuple[int, int] | None:
     """Validate a size option: ``None``, an int > 0 or ``(height, width)`` of ints > 0."""
-    if size is None:
-        return None
-    if isinstance(size, int) and not isinstance(size, bool) and size > 0:
-        return size
-    if (
-        isinstance(size, (tuple, list))
-        and len(size) == 2
-        and all(isinstance(s, int) and not isinstance(s, bool) and s > 0 for s in size)
-    ):
-        return int(size[0]), int(size[1])
-    raise UserError(f"{field}: expected an int > 0 (shorter side) or [height, width] of ints > 0, got {size!r}")
+    problem = size_problem(size)
+    if problem:
+        raise field_error(field, problem, size)
+    return tuple(size) if isinstance(size, (tuple, list)) else size
 
 
 def resize(image: torch.Tensor, label: torch.Tensor, hw: tuple[int, int]) -> tuple[torch.Tensor, torch.Tensor]:

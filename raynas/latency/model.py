@@ -3,7 +3,7 @@
 Latency in microseconds is a non-negative linear function of an
 architecture's analytic cost per part (``space.cost_breakdown``: MFLOPs of
 stem, mb1..mb5, vit1..vit4, injection, head), its parameter count, its layer
-count (the sum of the ``*_depth`` dimensions) and a constant. Coefficients come from
+count (the sum of the space's ``depth_dimensions``) and a constant. Coefficients come from
 non-negative least squares on the *relative* error, so every sub-network
 counts alike; the held-out error (MAPE) of a train/test split is kept in
 ``report``. Searchers use it to check a latency budget before paying for a
@@ -25,11 +25,12 @@ import numpy as np
 
 from raynas.errors import UserError
 from raynas.latency.onnx_timing import input_size
+from search_spaces.base import WeightSharingSpace
 
 INTERCEPT = "intercept"
 
 
-def arch_features(space, arch: Mapping[str, Any], resolution: Sequence[int], num_classes: int) -> dict[str, float]:
+def arch_features(space: WeightSharingSpace, arch: Mapping[str, Any], resolution: Sequence[int], num_classes: int) -> dict[str, float]:
     """The model's inputs: MFLOPs per part, total M params, layer count, a constant 1.
 
     Few features on purpose: a model is fitted from tens of measurements.
@@ -40,7 +41,7 @@ def arch_features(space, arch: Mapping[str, Any], resolution: Sequence[int], num
         INTERCEPT: 1.0,
         **{f"{part}.mflops": cost["flops"] / 1e6 for part, cost in breakdown.items()},
         "mparams": sum(cost["params"] for cost in breakdown.values()) / 1e6,
-        "layers": float(sum(canon[d.name] for d in space.dimensions if d.name.endswith("_depth"))),
+        "layers": float(sum(canon[name] for name in space.depth_dimensions)),
     }
 
 

@@ -13,14 +13,17 @@ import platform
 import socket
 import time
 import warnings
-from dataclasses import asdict, dataclass
-from typing import Any, Sequence
+from pathlib import Path
+from typing import Annotated, Any, ClassVar, Sequence
 
 import numpy as np
+from pydantic import BeforeValidator, ConfigDict
 
-from raynas.errors import UserError, check_positive
+from raynas.errors import UserError
+from raynas.settings import Section, Whole
 
 OPSET = 17
+RESOURCE = "arm"  # the Ray resource that nodes measuring latency carry
 
 
 def input_size(resolution: int | Sequence[int]) -> tuple[int, int]:
@@ -31,26 +34,40 @@ def input_size(resolution: int | Sequence[int]) -> tuple[int, int]:
     return pair
 
 
-@dataclass(frozen=True)
-class TimingSettings:
-    """How a measurement is taken: ONNX Runtime threads, warm-up and timed runs."""
+class TimingSettings(Section):
+    """How a measurement is taken: ONNX Runtime threads, untimed warm-up runs and timed runs."""
 
-    threads: int = 1
-    warmup: int = 5
-    repeats: int = 20
+    SECTION: ClassVar[str] = "latency"
+    model_config = ConfigDict(frozen=True)
 
-    def __post_init__(self) -> None:
-        for field in ("threads", "warmup", "repeats"):
-            value = getattr(self, field)
-            if not isinstance(value, int) or isinstance(value, bool):
-                raise UserError(f"latency.{field}: must be an int, got {value!r}")
-            if field != "warmup":
-                check_positive(f"latency.{field}", value)
-            elif value < 0:
-                raise UserError(f"latency.warmup: must be >= 0, got {value!r}")
+    threads: Whole(1) = 1
+    warmup: Whole(0) = 3
+    repeats: Whole(1) = 20
 
-    def to_dict(self) -> dict[str, int]:
-        return asdict(self)
+    def timing(self) -> "TimingSettings":
+        """Only the timing fields (what a measuring actor needs)."""
+        return TimingSettings(threads=self.threads, warmup=self.warmup, repeats=self.repeats)
+
+
+def _input_size_or_none(value: Any) -> Any:
+    try:
+        return None if value is None else list(input_size(value))
+    except UserError:
+        raise ValueError("must be a positive int or [height, width] of positive ints") from None
+
+
+class LatencySettings(TimingSettings):
+    """The ``latency`` settings of a sweep or command: timing, where and at which input size.
+
+    ``resolution``: the input side or ``[height, width]`` (None: the evaluation's);
+    ``resource``: the Ray resource of the measuring nodes; ``cache_dir``: the
+    measurement cache (put it on storage every node sees).
+    """
+
+    resolution: Annotated[Any, BeforeValidator(_input_size_or_none)] = None
+    resource: str = RESOURCE
+    cache_dir: Annotated[str, BeforeValidator(lambda v: str(Path(str(v)).expanduser().resolve()))] = \
+        "~/.cache/raynas/latency"
 
 
 def export_onnx(model, resolution: int | Sequence[int], opset: int = OPSET) -> bytes:
@@ -171,5 +188,5 @@ def time_onnx(onnx_bytes: bytes, settings: TimingSettings = TimingSettings()) ->
         "input_shape": list(inp.shape),
         "session_s": session_s,
         "runs_s": runs_s,
-        **settings.to_dict(),
+        **settings.timing().dump(),
     }

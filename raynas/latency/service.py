@@ -29,9 +29,17 @@ from pathlib import Path
 from typing import Any, Callable, Iterable, Iterator, Sequence
 
 from raynas.errors import UserError, check_positive
-from raynas.latency.onnx_timing import TimingSettings, device_facts, device_key, export_onnx, input_size, time_onnx
+from raynas.latency.onnx_timing import (
+    RESOURCE,
+    LatencySettings,
+    TimingSettings,
+    device_facts,
+    device_key,
+    export_onnx,
+    input_size,
+    time_onnx,
+)
 
-RESOURCE = "arm"
 NAMESPACE = "raynas"
 
 
@@ -46,7 +54,7 @@ class LatencyActor:
         return device_facts(threads)
 
     def measure(self, onnx_bytes: bytes, settings: dict[str, int]) -> dict[str, Any]:
-        settings = TimingSettings(**settings)
+        settings = TimingSettings.load(settings)
         return {**time_onnx(onnx_bytes, settings), "device": device_facts(settings.threads)}
 
 
@@ -82,8 +90,9 @@ class LatencyCache:
         self._offset = 0
 
     @staticmethod
-    def key(arch_id: str, resolution: Sequence[int], device: str) -> str:
-        return f"{arch_id}|{resolution[0]}x{resolution[1]}|{device}"
+    def key(arch_id: str, resolution: Sequence[int], device: str, timing: TimingSettings) -> str:
+        """Same architecture, input size, device class (threads included) and warm-up/repeats."""
+        return f"{arch_id}|{resolution[0]}x{resolution[1]}|{device}|warmup {timing.warmup} repeats {timing.repeats}"
 
     def _refresh(self) -> None:
         if not self.path.exists():
@@ -98,16 +107,18 @@ class LatencyCache:
                 entry = json.loads(line)
                 self._entries[entry["key"]] = entry["result"]
 
-    def get(self, arch_id: str, resolution: Sequence[int], devices: Sequence[str]) -> dict | None:
+    def get(self, arch_id: str, resolution: Sequence[int], devices: Sequence[str],
+            timing: TimingSettings) -> dict | None:
         self._refresh()
         for device in devices:
-            hit = self._entries.get(self.key(arch_id, resolution, device))
+            hit = self._entries.get(self.key(arch_id, resolution, device, timing))
             if hit is not None:
                 return hit
         return None
 
     def put(self, result: dict) -> None:
-        key = self.key(result["arch_id"], result["resolution"], device_key(result["device"]))
+        key = self.key(result["arch_id"], result["resolution"], device_key(result["device"]),
+                       TimingSettings.load({k: result[k] for k in TimingSettings.model_fields}))
         line = (json.dumps({"key": key, "result": result}, separators=(",", ":")) + "\n").encode()
         fd = os.open(self.path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
         try:
@@ -165,7 +176,7 @@ class LatencyService:
         check_positive("latency.max_attempts", max_attempts)
         check_positive("latency.start_timeout_s", start_timeout_s)
         self.resource = resource
-        self.settings = settings
+        self.settings = settings.timing()
         self.timeout_s = float(timeout_s)
         self.max_attempts = int(max_attempts)
         self.start_timeout_s = float(start_timeout_s)
@@ -173,6 +184,11 @@ class LatencyService:
         self.measurements = self.cache_hits = self.retries = self.replacements = 0
         self._slots: list[_Slot] | None = None  # None: not started; []: local
         self._local_device: dict | None = None
+
+    @classmethod
+    def from_settings(cls, latency: LatencySettings, **options: Any) -> "LatencyService":
+        """A service measuring as ``latency`` says (timing, resource, cache)."""
+        return cls(latency.cache_dir, resource=latency.resource, settings=latency, **options)
 
     # --- pool --------------------------------------------------------------
     @property
@@ -281,7 +297,7 @@ class LatencyService:
         results: list[dict | None] = [None] * len(requests)
         jobs: dict[tuple, _Job] = {}  # a repeated request is measured once
         for i, request in enumerate(requests):
-            hit = self.cache.get(request.arch_id, request.resolution, devices)
+            hit = self.cache.get(request.arch_id, request.resolution, devices, self.settings)
             if hit is not None:
                 results[i] = {**hit, "cached": True}
                 self.cache_hits += 1
@@ -296,9 +312,6 @@ class LatencyService:
             for i in job.indices:
                 results[i] = {**result, "cached": False}
         return results
-
-    def measure_one(self, arch_id: str, resolution: int | Sequence[int], build: Callable[[], Any]) -> dict:
-        return self.measure([LatencyRequest(arch_id, resolution, build)])[0]
 
     def _export(self, job: _Job) -> bytes:
         if job.onnx is None:
@@ -327,7 +340,7 @@ class LatencyService:
         import ray
 
         self._add_new_nodes()
-        settings = self.settings.to_dict()
+        settings = self.settings.dump()
         pending = deque(jobs)
         in_flight: dict[Any, tuple[_Slot, _Job, float]] = {}
         while pending or in_flight:

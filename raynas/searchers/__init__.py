@@ -4,26 +4,27 @@ from __future__ import annotations
 
 from typing import Sequence
 
+from ray.tune.search import Searcher
+
 from raynas.constraints import Constraint, CostFn
-from raynas.errors import UserError, check_choice, check_positive
-from raynas.searchers.base import FEASIBLE_KEY, MAX_INFEASIBLE_PER_BUDGET, ArchSearcher, BudgetedSearch
+from raynas.errors import UserError, check_choice, check_whole
+from raynas.searchers.base import ArchSearcher
 from search_spaces.base import SearchSpace
 
 SEARCHER_NAMES = ("cds", "cds_uniform", "evolution", "optuna", "nevergrad", "random")
 
 
 def make_searcher(name: str, space: SearchSpace, constraint: Constraint | None, metric: str | Sequence[str],
-                  mode: str | Sequence[str], seed: int, budget: int, cost: CostFn, **options) -> BudgetedSearch:
-    """Searcher ``name`` wrapped to stop after ``budget`` feasible proposals.
+                  mode: str | Sequence[str], seed: int, budget: int, cost: CostFn, **options) -> Searcher:
+    """The Tune ``Searcher`` called ``name`` for one run.
 
     ``options`` go to the searcher (e.g. ``population_size`` for evolution,
     ``candidates_per_round`` for CDS, ``optimizer`` for nevergrad).
     ``cds_uniform`` is CDS with the paper's uniform sampling inside a block.
+    ``budget`` (feasible evaluations) sizes searchers that plan for it (Nevergrad).
     """
     check_choice("searcher", name, SEARCHER_NAMES)
-    if isinstance(budget, bool) or not isinstance(budget, int):
-        raise UserError(f"budget: must be a whole number > 0, got {budget!r}")
-    check_positive("budget", budget)
+    check_whole("budget", budget, 1)
     if name in ("optuna", "nevergrad"):
         from raynas.searchers import external
 
@@ -44,7 +45,7 @@ def make_searcher(name: str, space: SearchSpace, constraint: Constraint | None, 
             inner = cls(space, cost, constraint, metric=metric, mode=mode, seed=seed, **options)
         except TypeError as err:
             raise UserError(f"searcher {name!r}: bad option ({err})") from None
-    return BudgetedSearch(inner, space, cost, constraint, budget)
+    return inner
 
 
-__all__ = ["SEARCHER_NAMES", "FEASIBLE_KEY", "MAX_INFEASIBLE_PER_BUDGET", "ArchSearcher", "BudgetedSearch", "make_searcher"]
+__all__ = ["SEARCHER_NAMES", "ArchSearcher", "make_searcher"]

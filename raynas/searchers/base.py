@@ -1,14 +1,11 @@
-"""What every raynas searcher shares: architecture bookkeeping and the evaluation budget.
+"""What every raynas searcher shares: architecture bookkeeping and a saved state.
 
 ``ArchSearcher`` is a Ray Tune ``Searcher`` over any ``SearchSpace``: it
 proposes only feasible, never-seen architectures, remembers pending trials and
 the history of results, and saves/restores its whole state (random generator
-included) so ``Tuner.restore`` continues exactly where a run stopped.
-
-``BudgetedSearch`` wraps any searcher (ours, Optuna, Nevergrad): it marks each
-proposal ``feasible`` under the constraint and returns ``FINISHED`` once
-``budget`` feasible architectures have been issued, so the budget of a run is
-the number of feasible architectures evaluated, for every searcher alike.
+included) so ``Tuner.restore`` continues exactly where a run stopped. The
+budget and the constraint of a sweep are applied to every searcher alike by
+``raynas.sweep_search.RunSearch``.
 """
 
 from __future__ import annotations
@@ -21,17 +18,12 @@ import random
 from typing import Optional
 
 from ray.tune.search import Searcher
-from ray.tune.search.util import _set_search_properties_backwards_compatible
 
 from raynas.constraints import Constraint, CostFn, is_feasible
 from raynas.errors import UserError, check_choice
 from search_spaces.base import Arch, SearchSpace
 
 logger = logging.getLogger(__name__)
-
-FEASIBLE_KEY = "feasible"
-MAX_INFEASIBLE_PER_BUDGET = 20  # a run stops after budget x this many infeasible proposals
-
 
 class ArchSearcher(Searcher):
     """Base of our searchers: feasible, deduplicated proposals and a saved state.
@@ -180,61 +172,3 @@ class ArchSearcher(Searcher):
         out = [base | {d.name: c} for d in dims for c in d.choices if c != base[d.name]]
         self.rng.shuffle(out)
         return [arch for arch in out if self.is_new(arch)]
-
-
-class BudgetedSearch(Searcher):
-    """Marks proposals feasible/infeasible and stops after ``budget`` feasible ones.
-
-    Infeasible proposals still become trials (answered at once with a penalty by the
-    trainable, recorded ``feasible=False``) so Optuna/Nevergrad learn to avoid them;
-    they do not count towards the budget. At most ``MAX_INFEASIBLE_PER_BUDGET`` x budget are issued.
-    """
-
-    def __init__(self, searcher: Searcher, space: SearchSpace, cost: CostFn,
-                 constraint: Constraint | None, budget: int):
-        super().__init__(metric=searcher.metric, mode=searcher.mode)
-        self.searcher = searcher
-        self.space = space
-        self.cost = cost
-        self.constraint = constraint
-        self.budget = budget
-        self.max_infeasible = MAX_INFEASIBLE_PER_BUDGET * budget
-        self.feasible_issued = 0
-        self.infeasible_issued = 0
-
-    def set_search_properties(self, metric, mode, config, **spec) -> bool:
-        return _set_search_properties_backwards_compatible(
-            self.searcher.set_search_properties, metric, mode, config, **spec)
-
-    def set_max_concurrency(self, max_concurrent: int) -> bool:
-        return self.searcher.set_max_concurrency(max_concurrent)
-
-    def suggest(self, trial_id: str):
-        if self.feasible_issued >= self.budget:
-            return Searcher.FINISHED
-        if self.infeasible_issued >= self.max_infeasible:
-            logger.warning("stopping after %d infeasible proposals (%d feasible of %d issued)",
-                           self.infeasible_issued, self.feasible_issued, self.budget)
-            return Searcher.FINISHED
-        config = self.searcher.suggest(trial_id)
-        if config is None or config == Searcher.FINISHED:
-            return config
-        feasible = is_feasible(self.constraint, self.cost, self.space.from_config(config))
-        if feasible:
-            self.feasible_issued += 1
-        else:
-            self.infeasible_issued += 1
-        return {**config, FEASIBLE_KEY: feasible}
-
-    def on_trial_result(self, trial_id: str, result: dict) -> None:
-        self.searcher.on_trial_result(trial_id, result)
-
-    def on_trial_complete(self, trial_id: str, result: Optional[dict] = None, error: bool = False) -> None:
-        self.searcher.on_trial_complete(trial_id, result=result, error=error)
-
-    def get_state(self) -> dict:
-        return {"feasible_issued": self.feasible_issued, "infeasible_issued": self.infeasible_issued}
-
-    def set_state(self, state: dict) -> None:
-        self.feasible_issued = state["feasible_issued"]
-        self.infeasible_issued = state["infeasible_issued"]

@@ -21,8 +21,8 @@ from __future__ import annotations
 
 from typing import Any, Mapping
 
-from raynas.errors import check_positive
-from search_spaces.base import Arch, Block, Dimension, SearchSpace, stepped
+from raynas.errors import check_choice, check_whole
+from search_spaces.base import Arch, Block, Dimension, SearchSpace, WeightSharingSpace, stepped
 from search_spaces.efficient_topformer import reference
 from search_spaces.efficient_topformer.network import (
     TopFormerNet,
@@ -64,13 +64,13 @@ def _dimensions() -> tuple[Block, Block]:
     return Block("cnn", tuple(cnn)), Block("vit", tuple(vit))
 
 
-class EfficientTopFormerSpace(SearchSpace):
+class EfficientTopFormerSpace(WeightSharingSpace):
     """Table 1 of Efficient-TopFormer, with a TopFormer network around it (see ``network``)."""
 
     def __init__(self, head_channels: int = DEFAULT_HEAD_CHANNELS, pool_stride: int = 2):
         super().__init__("efficient_topformer", _dimensions())
-        self.head_channels = int(check_positive("head_channels", head_channels))
-        self.pool_stride = int(check_positive("pool_stride", pool_stride))
+        self.head_channels = check_whole("space_options.head_channels", head_channels, 1)
+        self.pool_stride = check_whole("space_options.pool_stride", pool_stride, 1)
 
     # --- architecture → network -----------------------------------------------
     def spec(self, arch: Mapping[str, Any], num_classes: int = 150) -> TopFormerSpec:
@@ -127,6 +127,11 @@ class EfficientTopFormerSpace(SearchSpace):
 
         return TopFormerSupernet(self, num_classes)
 
+    @property
+    def depth_dimensions(self) -> tuple[str, ...]:
+        return tuple(f"mb{i}_depth" for i in range(1, len(MBCONV_TABLE) + 1)) + \
+            tuple(f"vit{i}_depth" for i in range(1, VIT_STAGES + 1))
+
     # --- named architectures --------------------------------------------------------
     REFERENCE_NAMES = reference.REFERENCE_NAMES
     ARCH_NAMES = SearchSpace.ARCH_NAMES + REFERENCE_NAMES
@@ -141,6 +146,18 @@ class EfficientTopFormerSpace(SearchSpace):
         """Whether a reference model is exactly the network of an architecture of this space."""
         nearest = self.spec(reference.nearest_arch(name), num_classes=1)
         return nearest == reference.reference_spec(name, num_classes=1)
+
+    def reference_model(self, name: str, num_classes: int = 150) -> TopFormerNet:
+        """The published TopFormer-T/S/B network (not in the space; see ``reference``)."""
+        return reference.reference_model(name, num_classes)
+
+    def reference_cost(self, name: str, resolution: int | tuple[int, int] = 512, num_classes: int = 150,
+                       convention: str = "macs") -> dict[str, int]:
+        return reference.reference_cost(name, resolution, num_classes, convention)
+
+    def published(self, name: str) -> dict[str, float]:
+        """The paper's params and FLOPs (mmcv's convention) at 512x512, 150 classes."""
+        return dict(reference.PUBLISHED[check_choice("reference model", name, self.REFERENCE_NAMES)])
 
 
 def make_space(head_channels: int = DEFAULT_HEAD_CHANNELS, pool_stride: int = 2) -> EfficientTopFormerSpace:

@@ -20,7 +20,14 @@ from __future__ import annotations
 from typing import Any, Mapping
 
 import torch
-from search_spaces.efficient_topformer.layers import Channels, ElasticBatchNorm2d, ElasticConv2d, make_elastic, prefix_or_index
+
+from search_spaces.efficient_topformer.layers import (
+    Channels,
+    ElasticBatchNorm2d,
+    ElasticConv2d,
+    make_elastic,
+    prefix_or_index,
+)
 from search_spaces.efficient_topformer.network import (
     INJECTED,
     Attention,

@@ -1,0 +1,44 @@
+"""Every script under benchmarks/ runs (tiny arguments): what BENCHMARKS.md quotes cannot rot unnoticed."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parent.parent
+SCRIPTS = sorted(p.name for p in (REPO / "benchmarks").glob("*.py"))
+LIBRARY = {"plain_loop.py"}  # imported by the scripts, run through them
+
+
+def tiny_arguments(script: str, supernet_run: str) -> list[str]:
+    return {
+        "bench_data_loading.py": ["--images", "4", "--repeats", "1"],
+        "bn_recalibration.py": [supernet_run, "--calibration", "2", "--val", "2"],
+        "cost_model_speed.py": ["--archs", "20", "--counted", "1", "--resolution", "64"],
+        "elastic_overhead.py": ["--batch", "2", "--resolution", "128", "--random", "0", "--repeats", "1"],
+        "latency.py": ["--resolution", "64", "--warmup", "0", "--repeats", "2", "--subnets", "5",
+                       "--model-resolution", "32", "--model-repeats", "2", "--splits", "1"],
+        "searchers_nb201.py": ["--engine", "loop", "--seeds", "1", "--budget", "5", "--searchers", "cds,random",
+                               "--task", "unconstrained", "--task", "lat_gold_6226_ms<=8"],
+        "subnet_eval_time.py": ["--checkpoint", supernet_run, "--archs", "1", "--calibration", "2", "--val", "2"],
+        "training_throughput.py": ["--workers", "1", "--steps", "2", "--batch", "2", "--crop", "64"],
+        "tune_overhead.py": ["--seeds", "1", "--budget", "5"],
+    }[script]
+
+
+def test_every_script_is_covered():
+    assert set(SCRIPTS) - LIBRARY == {
+        "bench_data_loading.py", "bn_recalibration.py", "cost_model_speed.py", "elastic_overhead.py", "latency.py",
+        "searchers_nb201.py", "subnet_eval_time.py", "training_throughput.py", "tune_overhead.py"}
+
+
+@pytest.mark.parametrize("script", sorted(set(SCRIPTS) - LIBRARY))
+def test_script_runs(script, tiny_supernet, camvid_dir, nb201_table, tmp_path):
+    run_dir = tiny_supernet.run_dir
+    run = subprocess.run([sys.executable, f"benchmarks/{script}", *tiny_arguments(script, run_dir)], cwd=REPO,
+                         capture_output=True, text=True, timeout=600)
+    assert run.returncode == 0, run.stderr[-3000:]
+    assert run.stdout.strip()

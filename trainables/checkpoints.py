@@ -1,0 +1,69 @@
+"""Supernet checkpoints on disk: where they are, what they hold, and loading one.
+
+A checkpoint is a folder ``checkpoint_epoch_NNNN/`` of a training run holding
+``supernet.pt`` (model, optimizer, scheduler state) and ``meta.json`` (epoch,
+step, per-epoch metrics, the space and class count that rebuild the
+supernet, the training config). Every function that takes a checkpoint
+accepts the folder, its ``supernet.pt`` or a run directory (its latest one).
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from raynas.errors import UserError
+
+CHECKPOINT_FILE = "supernet.pt"
+META_FILE = "meta.json"
+CHECKPOINT_PREFIX = "checkpoint_epoch_"
+
+
+def latest_checkpoint(run_dir: str | Path) -> Path | None:
+    """The newest ``checkpoint_epoch_NNNN`` folder of a run directory, or None."""
+    found = sorted(Path(run_dir).glob(f"{CHECKPOINT_PREFIX}*/{CHECKPOINT_FILE}"))
+    return found[-1].parent if found else None
+
+
+def checkpoint_dir(path: str | Path) -> Path:
+    """A checkpoint folder from a checkpoint folder, its ``supernet.pt`` or a run directory."""
+    path = Path(path).expanduser().resolve()
+    if path.is_file() and path.name == CHECKPOINT_FILE:
+        return path.parent
+    if (path / CHECKPOINT_FILE).is_file():
+        return path
+    latest = latest_checkpoint(path) if path.is_dir() else None
+    if latest is None:
+        raise UserError(f"supernet checkpoint {str(path)!r}: expected a folder holding {CHECKPOINT_FILE}, "
+                        f"that file, or a run directory with {CHECKPOINT_PREFIX}NNNN/ folders")
+    return latest
+
+
+def read_meta(checkpoint_path: str | Path) -> dict[str, Any]:
+    """The ``meta.json`` of a checkpoint (folder, its ``supernet.pt`` or a run directory: latest).
+
+    Keys: ``space``, ``space_options``, ``num_classes``, ``ignore_index``,
+    ``epoch``, ``step``, ``history`` (per-epoch metrics) and the training ``config``.
+    """
+    return json.loads((checkpoint_dir(checkpoint_path) / META_FILE).read_text())
+
+
+def load_supernet(checkpoint_path: str | Path, map_location: str = "cpu"):
+    """``(supernet in eval mode, meta)`` from a checkpoint (folder, its ``supernet.pt`` or a run directory)."""
+    from search_spaces import get_space
+
+    directory = checkpoint_dir(checkpoint_path)
+    meta = read_meta(directory)
+    state = torch.load(directory / CHECKPOINT_FILE, map_location=map_location, weights_only=True)
+    supernet = get_space(meta["space"], **meta["space_options"]).build_supernet(meta["num_classes"])
+    supernet.load_state_dict(state["model"])
+    return supernet.eval(), meta
+
+
+def write_checkpoint(directory: str | Path, state: dict[str, Any], meta: dict[str, Any]) -> None:
+    """Write ``supernet.pt`` (``state``: model, optimizer, scheduler) and ``meta.json`` into ``directory``."""
+    torch.save(state, Path(directory) / CHECKPOINT_FILE)
+    (Path(directory) / META_FILE).write_text(json.dumps(meta, indent=1))

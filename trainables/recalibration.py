@@ -1,0 +1,91 @@
+"""Batch-norm recalibration and scoring a sub-network with inherited weights.
+
+A weight-sharing supernet's running BN statistics blend every sub-network it
+trained; before scoring one, its statistics are re-estimated on a few
+training images (the core paper §4.2 uses 32): reset the running statistics,
+then take their plain average (``momentum=None``) over forward passes in
+train mode without gradients, and put the supernet's own statistics back
+afterwards.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import time
+from typing import Any, Iterable, Mapping
+
+import torch
+from torch import nn
+
+_BN_TYPES = (nn.modules.batchnorm._BatchNorm,)
+
+
+def batch_norms(model: nn.Module) -> list[nn.modules.batchnorm._BatchNorm]:
+    return [m for m in model.modules() if isinstance(m, _BN_TYPES)]
+
+
+@contextlib.contextmanager
+def preserved_bn_statistics(model: nn.Module):
+    """Restore every BN's running statistics and momentum on exit (the supernet is left as found)."""
+    saved = [(bn, bn.momentum, bn.running_mean.clone(), bn.running_var.clone(), bn.num_batches_tracked.clone())
+             for bn in batch_norms(model)]
+    try:
+        yield
+    finally:
+        with torch.no_grad():
+            for bn, momentum, mean, var, tracked in saved:
+                bn.momentum = momentum
+                bn.running_mean.copy_(mean)
+                bn.running_var.copy_(var)
+                bn.num_batches_tracked.copy_(tracked)
+
+
+@torch.no_grad()
+def recalibrate_bn(model: nn.Module, batches: Iterable, device: torch.device | str = "cpu") -> int:
+    """Re-estimate BN running statistics as the plain average over ``batches``; returns images used.
+
+    Only the BN layers run in train mode (dropout stays off); the model is
+    left in eval mode. Momentum stays ``None`` (callers restore it, see
+    ``preserved_bn_statistics``).
+    """
+    norms = batch_norms(model)
+    model.eval()
+    for bn in norms:
+        bn.reset_running_stats()
+        bn.momentum = None
+        bn.train()
+    images = 0
+    for image, _ in batches:
+        model(image.to(device))
+        images += image.shape[0]
+    for bn in norms:
+        bn.eval()
+    return images
+
+
+@torch.no_grad()
+def evaluate_arch(supernet: nn.Module, arch: Mapping[str, Any], calibration_batches: Iterable,
+                  val_batches: Iterable, num_classes: int, ignore_index: int,
+                  device: torch.device | str = "cpu"):
+    """``(metric, recalibration_s, inference_s)`` for ``arch`` with inherited weights.
+
+    BN statistics are recalibrated on ``calibration_batches`` (none: the
+    supernet's running statistics are used as they are) and restored after;
+    ``metric`` is a ``SegmentationMetric`` over ``val_batches``.
+    """
+    from raynas.data import SegmentationMetric
+
+    metric = SegmentationMetric(num_classes, ignore_index=ignore_index, device=device)
+    supernet.set_active(arch)
+    with preserved_bn_statistics(supernet):
+        started = time.perf_counter()
+        calibration_batches = list(calibration_batches)
+        if calibration_batches:
+            recalibrate_bn(supernet, calibration_batches, device)
+        recalibration_s = time.perf_counter() - started
+        supernet.eval()
+        started = time.perf_counter()
+        for image, label in val_batches:
+            metric.update(supernet(image.to(device)), label.to(device))
+        inference_s = time.perf_counter() - started
+    return metric, recalibration_s, inference_s
