@@ -8,14 +8,13 @@ Ties and duplicates: a point dominates another when it is no worse in every
 objective and strictly better in at least one, so two points with equal
 objective values never dominate each other and both stay on the front.
 
-Hypervolume is compared across searchers on *normalised* objectives: the
-Pareto front of all feasible trials of the sweep (all searchers and seeds
-together) gives each objective's best value (ideal point, maps to 0) and worst
-value on that front (nadir point, maps to 1), as a cost to minimise. The
-reference point sits at ``1 + margin`` in every objective (default margin
-0.1), so the largest possible hypervolume is ``(1 + margin) ** 2`` and
-trials worse than the nadir by more than the margin add nothing. A reference
-point given in raw units is normalised the same way.
+Hypervolume is measured from a reference point a user can read: the worst
+possible metric (0 for accuracy or mIoU) and the constraint's limit on the
+cost (else the worst cost of the space, or one the sweep's config gives;
+``reference_point``), so every front with a feasible architecture counts.
+``hypervolume_table`` divides it by ``scale`` — the area between the
+reference point and the best values any run reached, or the hypervolume of
+the true front where a benchmark table has one — so values lie in [0, 1].
 """
 
 from __future__ import annotations
@@ -122,69 +121,46 @@ def hypervolume_2d(points, modes: Sequence[str], reference: Sequence[float]) -> 
     return float(np.sum((next_x - front[:, 0]) * (ref[1] - front[:, 1])))
 
 
-def objective_bounds(df: pd.DataFrame, objectives: Sequence[Objective]) -> dict[str, tuple[float, float]]:
-    """``{column: (best, worst)}``, the normalisation of hypervolume: the ideal and nadir points
-    of the Pareto front of all feasible trials together.
-
-    Where the front has one value in an objective (e.g. a single point), ``worst``
-    is that objective's worst value over all feasible trials instead.
-    """
-    columns, modes = [c for c, _ in objectives], [m for _, m in objectives]
-    values = feasible_rows(df, columns)[columns].to_numpy(dtype=float)
-    if len(values) == 0:
-        raise UserError("no feasible trial with finite objective values; nothing to normalise")
-    front = values[non_dominated(values, modes)]
-    bounds = {}
-    for j, (column, mode) in enumerate(objectives):
-        best_of, worst_of = (np.max, np.min) if mode == "max" else (np.min, np.max)
-        best, worst = best_of(front[:, j]), worst_of(front[:, j])
-        if worst == best:
-            worst = worst_of(values[:, j])
-        bounds[column] = (float(best), float(worst))
-    return bounds
+def reference_point(df: pd.DataFrame, objectives: Sequence[Objective],
+                    given: Mapping[str, float] | None = None) -> tuple[list[float], str]:
+    """The reference point in raw units and where it comes from: ``given`` values (the sweep's
+    ``hv_reference``) where present, else each objective's worst value over the feasible trials."""
+    given = dict(given or {})
+    point, sources = [], []
+    for column, mode in objectives:
+        if column in given:
+            point.append(float(given[column]))
+            sources.append(f"{column} {given[column]:g} (the sweep's reference)")
+            continue
+        values = feasible_rows(df, [column])[column].astype(float)
+        if values.empty:
+            raise UserError(f"no feasible trial has a {column!r} value; no hypervolume reference")
+        worst = float(values.min() if mode == "max" else values.max())
+        point.append(worst)
+        sources.append(f"{column} {worst:g} (the worst of the sweep's feasible trials)")
+    return point, "; ".join(sources)
 
 
-def normalise(values, objectives: Sequence[Objective], bounds: Mapping[str, tuple[float, float]]) -> np.ndarray:
-    """Map raw values (n × k) to costs in which ``best → 0`` and ``worst → 1``.
-
-    An objective whose best equals its worst maps every value to ``value - best``
-    (so to 0 on the data itself).
-    """
-    values = np.asarray(values, dtype=float).reshape(-1, len(objectives))
-    out = np.empty_like(values)
-    for j, (column, _) in enumerate(objectives):
-        best, worst = bounds[column]
-        span = worst - best
-        out[:, j] = (values[:, j] - best) / span if span != 0 else values[:, j] - best
-    return out
+def ideal_scale(df: pd.DataFrame, objectives: Sequence[Objective], reference: Sequence[float]) -> float:
+    """The area between ``reference`` and the best value of each objective over the feasible trials."""
+    area = 1.0
+    for (column, mode), ref in zip(objectives, reference):
+        values = feasible_rows(df, [column])[column].astype(float)
+        best = float(values.max() if mode == "max" else values.min()) if len(values) else ref
+        area *= abs(best - ref)
+    return area or 1.0
 
 
-def hypervolume_table(
-    df: pd.DataFrame,
-    objectives: Sequence[Objective],
-    reference: Sequence[float] | None = None,
-    margin: float = 0.1,
-    bounds: Mapping[str, tuple[float, float]] | None = None,
-) -> pd.DataFrame:
-    """Normalised hypervolume of each (searcher, seed): columns ``searcher, seed, hypervolume``.
-
-    ``bounds`` default to :func:`objective_bounds` over all of ``df``; ``reference``
-    (raw units) defaults to ``1 + margin`` in every normalised objective. A
-    (searcher, seed) without a feasible trial has hypervolume 0.
-    """
+def hypervolume_table(df: pd.DataFrame, objectives: Sequence[Objective], reference: Sequence[float],
+                      scale: float = 1.0) -> pd.DataFrame:
+    """Hypervolume of each (searcher, seed)'s feasible evaluations from ``reference`` (raw units), divided
+    by ``scale``: columns ``searcher, seed, hypervolume``. A run without a feasible trial has 0."""
     if len(objectives) != 2:
         raise UserError(f"hypervolume is computed for 2 objectives, got {[c for c, _ in objectives]}")
-    bounds = dict(bounds) if bounds is not None else objective_bounds(df, objectives)
-    columns = [c for c, _ in objectives]
-    if reference is None:
-        ref = np.full(2, 1.0 + margin)
-    else:
-        ref = normalise([reference], objectives, bounds)[0]
+    columns, modes = [c for c, _ in objectives], [m for _, m in objectives]
     runs = df[["searcher", "seed"]].drop_duplicates().sort_values(["searcher", "seed"]).reset_index(drop=True)
     feasible = feasible_rows(df, columns).groupby(["searcher", "seed"])
-    volumes = {
-        run: hypervolume_2d(normalise(group[columns].to_numpy(dtype=float), objectives, bounds), ("min", "min"), ref)
-        for run, group in feasible
-    }
+    volumes = {run: hypervolume_2d(group[columns].to_numpy(dtype=float), modes, reference) / scale
+               for run, group in feasible}
     runs["hypervolume"] = [volumes.get((searcher, seed), 0.0) for searcher, seed in zip(runs["searcher"], runs["seed"])]
     return runs

@@ -118,7 +118,52 @@ def hypervolume_figure(hypervolumes: pd.DataFrame, colours: Mapping[str, tuple],
         jitter = np.linspace(-0.15, 0.15, len(values)) if len(values) > 1 else np.zeros(1)
         ax.scatter(x + jitter, values, s=10, color="0.15", zorder=3)
     ax.set_xticks(range(len(names)), names)
-    ax.set_ylabel("normalised hypervolume")
+    ax.set_ylabel("hypervolume (fraction of the reference box)")
     ax.set_title(title)
     ax.grid(alpha=0.3, axis="y")
+    return fig
+
+
+def time_curves_figure(curves: pd.DataFrame, colours: Mapping[str, tuple], title: str, points: int = 200) -> Figure:
+    """Mean regret over seeds per searcher against wall-clock seconds (a run counts once it has a result)."""
+    fig, ax = _figure()
+    grid = np.linspace(0.0, float(curves["wall_time_s"].max()), points)
+    for searcher, colour in colours.items():
+        runs = curves[curves["searcher"] == searcher]
+        if runs.empty:
+            continue
+        values = []
+        for _, run in runs.groupby("seed"):
+            run = run.sort_values("wall_time_s")
+            at = np.searchsorted(run["wall_time_s"].to_numpy(), grid, side="right") - 1
+            values.append(np.where(at >= 0, run["regret"].to_numpy()[np.maximum(at, 0)], np.nan))
+        stacked = np.vstack(values)
+        everyone = ~np.isnan(stacked).any(axis=0)  # a mean over fewer runs would jump
+        ax.plot(grid[everyone], stacked[:, everyone].mean(axis=0), color=colour, label=searcher)
+    ax.set_xlabel("wall-clock seconds since the sweep started")
+    ax.set_ylabel("regret")
+    ax.set_title(title)
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize="small")
+    return fig
+
+
+def epochs_figure(epochs: pd.DataFrame, column: str, labels: Mapping[str, str], colours: Mapping[str, tuple],
+                  title: str) -> Figure:
+    """``column`` per epoch, one line per trial (a search run), coloured by ``labels[trial_id]`` (e.g. its
+    regulariser); ``colours`` maps each label to its colour."""
+    fig, ax = _figure()
+    shown: set[str] = set()
+    for trial_id, run in epochs.groupby("trial_id", sort=False):
+        run = run.sort_values("epoch")
+        name = labels.get(trial_id, "")
+        ax.plot(run["epoch"], run[column], marker="o", markersize=3, color=colours.get(name),
+                label=None if name in shown else name, alpha=0.8)
+        shown.add(name)
+    ax.set_xlabel("epoch")
+    ax.set_ylabel(label(column))
+    ax.set_title(title)
+    ax.grid(alpha=0.3)
+    if shown - {""}:
+        ax.legend(fontsize="small")
     return fig

@@ -1,4 +1,5 @@
-"""Regret of each searcher after 25/50/100/200 feasible evaluations and over wall-clock time (``raynas compare``).
+"""Regret of each searcher after 25/50/100/200 (and its full budget of) feasible evaluations and over
+wall-clock time (``raynas compare``).
 
 regret(k) = optimum − best feasible metric among a run's first k feasible
 evaluations (completion order; repeats do not count); for ``mode="min"``
@@ -22,6 +23,7 @@ import numpy as np
 import pandas as pd
 
 from analysis.curves import best_so_far, evaluations_of
+from analysis.pareto import hypervolume_2d, ideal_scale, reference_point
 from raynas.errors import UserError
 
 BUDGETS = (25, 50, 100, 200)
@@ -30,22 +32,33 @@ CONFIDENCE = 0.95
 RESAMPLES = 2000
 
 
-def optimum(settings: dict, trials: pd.DataFrame) -> tuple[float, str]:
-    """The reference best value and where it comes from (``"objective"`` or ``"sweep"``)."""
+def _objective_of(settings: dict):
+    """The sweep's objective and constraint, or ``(None, None)`` away from its files (e.g. a moved table)."""
     from raynas.config import SweepConfig
 
     try:
         objective = SweepConfig.load(settings["config"]).objective()
-        constraint = objective.constraint(settings["config"].get("max_flops"), settings["config"].get("max_latency"))
-        value = objective.optimum(constraint)
-    except (UserError, KeyError):  # a sweep analysed away from its files: the sweep's best
-        value = None
+        return objective, objective.constraint(settings["config"].get("max_flops"),
+                                               settings["config"].get("max_latency"))
+    except (UserError, KeyError):
+        return None, None
+
+
+def optimum(settings: dict, trials: pd.DataFrame) -> tuple[float, str]:
+    """The reference best value and where it comes from (``"objective"`` or ``"sweep"``)."""
+    objective, constraint = _objective_of(settings)
+    value = objective.optimum(constraint) if objective is not None else None
     if value is not None:
         return float(value), "objective"
     feasible = evaluations_of(trials)[settings["metric"]]
     if feasible.empty:
         raise UserError("no feasible trial in the sweep: nothing to compare")
     return float(feasible.max() if settings["mode"] == "max" else feasible.min()), "sweep"
+
+
+def budgets_of(budget: int) -> list[int]:
+    """The budgets regret is reported at: those of ``BUDGETS`` a run reaches, and its own."""
+    return sorted({k for k in BUDGETS if k <= budget} | {budget})
 
 
 def bootstrap_ci(values, confidence: float = CONFIDENCE, resamples: int = RESAMPLES, seed: int = 0) -> tuple[float, float]:
@@ -66,9 +79,9 @@ def _stats(regrets: pd.Series, hits: pd.Series) -> dict:
             "median_regret": float(regrets.median()), "hit_rate": float(hits.mean()), "seeds": int(len(regrets))}
 
 
-def _pairs(per_seed: pd.DataFrame, order: list[str]) -> list[dict]:
-    """Paired differences of mean regret (first − second) per pair of searchers, over common seeds."""
-    table = per_seed.pivot(index="seed", columns="searcher", values="regret")
+def _pairs(per_seed: pd.DataFrame, order: list[str], value: str = "regret") -> list[dict]:
+    """Paired differences of the mean ``value`` (first − second) per pair of searchers, over common seeds."""
+    table = per_seed.pivot(index="seed", columns="searcher", values=value)
     out = []
     for a, b in itertools.combinations([s for s in order if s in table], 2):
         both = table[[a, b]].dropna()
@@ -93,13 +106,46 @@ def compare(trials: pd.DataFrame, settings: dict) -> dict:
     order = [s for s in settings["searchers"] if s in set(curves["searcher"])]
     out = {"optimum": best_value, "optimum_source": source, "metric": metric,
            "constraint": settings["constraint"], "searchers": {s: {} for s in order}, "pairs": {}}
-    for k in [k for k in BUDGETS if k <= settings["budget"]]:
+    for k in budgets_of(settings["budget"]):
         at_k = _at(curves[curves["evaluations"] == k], best_value)  # the runs that reached k feasible evaluations
         for name, group in at_k.groupby("searcher", sort=False):
             out["searchers"][name][str(k)] = _stats(group["regret"], group["hit"])
         out["pairs"][str(k)] = _pairs(at_k, order)
     out["searchers"] = {s: per for s, per in out["searchers"].items() if per}
     out["time"] = _over_time(trials, curves, best_value, order)
+    if settings.get("trade_off"):
+        out["hypervolume"] = hypervolume_per_budget(trials, settings, order)
+    return out
+
+
+def hypervolume_per_budget(trials: pd.DataFrame, settings: dict, order: list[str]) -> dict:
+    """A multi-objective sweep (``trade_off``): each run's hypervolume of (metric, trade-off cost) among its
+    first N feasible evaluations, divided by that of the true front where the objective knows it (else by the
+    area between the reference point and the best values reached), with intervals and pairwise tests."""
+    metric, mode, cost = settings["metric"], settings["mode"], settings["trade_off"]
+    objectives = [(metric, mode), (cost, "min")]
+    reference, source = reference_point(trials, objectives, settings.get("hv_reference"))
+    objective, constraint = _objective_of(settings)
+    front = objective.pareto_front(constraint, cost) if objective is not None else None
+    if front:
+        scale, scale_source = hypervolume_2d(front, [mode, "min"], reference), "the true front"
+    else:
+        scale, scale_source = ideal_scale(trials, objectives, reference), "the box up to the best values reached"
+    rows = evaluations_of(trials, metric)
+    out = {"cost": cost, "reference": reference, "reference_source": source, "scale": scale,
+           "scale_source": scale_source, "searchers": {s: {} for s in order}, "pairs": {}}
+    for k in budgets_of(settings["budget"]):
+        values = [{"searcher": s, "seed": seed,
+                   "hypervolume": hypervolume_2d(run.head(k)[[metric, cost]].to_numpy(dtype=float), [mode, "min"],
+                                                 reference) / scale}
+                  for (s, seed), run in rows.groupby(["searcher", "seed"]) if len(run) >= k]
+        at_k = pd.DataFrame(values, columns=["searcher", "seed", "hypervolume"])
+        for name, group in at_k.groupby("searcher", sort=False):
+            low, high = bootstrap_ci(group["hypervolume"].to_numpy())
+            out["searchers"][name][str(k)] = {"mean": float(group["hypervolume"].mean()), "ci_low": low,
+                                              "ci_high": high, "seeds": int(len(group))}
+        out["pairs"][str(k)] = _pairs(at_k, order, value="hypervolume")
+    out["searchers"] = {s: per for s, per in out["searchers"].items() if per}
     return out
 
 
@@ -144,6 +190,8 @@ def format_table(result: dict) -> str:
         tied = [f"{p['a']} ~ {p['b']}" for p in pairs if not p["distinguishable"]]
         lines.append(f"N={k}: distinguishable (lower regret first): {', '.join(better) or 'none'}; "
                      f"not distinguishable: {', '.join(tied) or 'none'}")
+    if "hypervolume" in result:
+        lines += _hypervolume_lines(result["hypervolume"])
     timed = result.get("time", {})
     if timed.get("seconds"):
         lines.append("mean regret after wall-clock seconds (of the whole sweep):")
@@ -151,6 +199,22 @@ def format_table(result: dict) -> str:
         for name, per in timed["searchers"].items():
             lines.append(f"{name:<12}" + "".join(f"{_cell(per.get(f'{t:g}')):>28}" for t in timed["seconds"]))
     return "\n".join(lines)
+
+
+def _hypervolume_lines(hv: dict) -> list[str]:
+    budgets = sorted({k for per in hv["searchers"].values() for k in per}, key=int)
+    lines = [f"hypervolume of {hv['cost']} vs the metric from {hv['reference_source']}, as a fraction of "
+             f"{hv['scale_source']} (higher is better), mean [95% interval]:",
+             f"{'searcher':<12}" + "".join(f"{'N=' + k:>24}" for k in budgets)]
+    for name, per in hv["searchers"].items():
+        cells = [f"{per[k]['mean']:.3f} [{per[k]['ci_low']:.3f}, {per[k]['ci_high']:.3f}]" if k in per else "-"
+                 for k in budgets]
+        lines.append(f"{name:<12}" + "".join(f"{c:>24}" for c in cells))
+    for k in budgets:
+        better = [f"{p['a'] if p['mean_difference'] > 0 else p['b']} > {p['b'] if p['mean_difference'] > 0 else p['a']}"
+                  for p in hv["pairs"].get(k, []) if p["distinguishable"]]
+        lines.append(f"N={k}: distinguishable (higher hypervolume first): {', '.join(better) or 'none'}")
+    return lines
 
 
 def _cell(stats: dict | None) -> str:

@@ -23,21 +23,23 @@ from typing import Any, Mapping
 import pandas as pd
 
 from analysis.curves import best_so_far, proposal_counts, ranking_table, summarise_curves
-from analysis.pareto import MODES, check_columns, feasible_rows, hypervolume_table, objective_bounds
+from analysis.pareto import MODES, check_columns, feasible_rows, hypervolume_table, ideal_scale, reference_point
 from analysis.plots import (
     curves_figure,
+    epochs_figure,
     hypervolume_figure,
     label,
     pareto_figure,
     searcher_colours,
+    time_curves_figure,
     to_png,
 )
+from analysis.regret import compare
 from analysis.regret import optimum as reference_optimum
 from raynas.errors import UserError, check_choice
 
 PARETO_COSTS = ("flops", "latency_ms")
 HYPERVOLUME_COSTS = ("latency_ms", "flops", "params")
-HV_MARGIN = 0.1
 
 
 @dataclass(frozen=True)
@@ -59,7 +61,12 @@ class SweepAnalysis:
     proposals: pd.DataFrame
     best_architectures: pd.DataFrame
     hypervolume_note: str
+    regret: pd.DataFrame = field(default_factory=pd.DataFrame)  # per searcher and budget, with 95% intervals
+    pairs: pd.DataFrame = field(default_factory=pd.DataFrame)  # per budget and pair: distinguishable or not
     latency_note: str = ""
+    models: list[dict] = field(default_factory=list)  # fine-tuned winners (``metrics.json`` of each)
+    noise: dict | None = None  # how much one architecture's score moves with the images scoring it
+    spread: float | None = None  # the standard deviation of the metric over the sweep's evaluated sub-networks
     plots: list[ReportPlot] = field(default_factory=list)
     skipped: list[tuple[str, str]] = field(default_factory=list)  # (plot name, why)
 
@@ -127,6 +134,16 @@ def _pareto_plots(df, metric, mode, colours, constraint) -> tuple[list[ReportPlo
     return plots, skipped
 
 
+def regret_tables(df: pd.DataFrame, settings: Mapping[str, Any]) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """``raynas compare`` as two tables: regret per (searcher, budget) with its 95% bootstrap interval over
+    seeds, and per (budget, pair) whether the two searchers are distinguishable."""
+    result = compare(df, dict(settings))
+    regret = pd.DataFrame([{"searcher": name, "budget": int(k), **stats}
+                           for name, per in result["searchers"].items() for k, stats in per.items()])
+    pairs = pd.DataFrame([{"budget": int(k), **pair} for k, per in result["pairs"].items() for pair in per])
+    return regret, pairs
+
+
 def _curve_plots(curves: pd.DataFrame, metric: str, optimum, optimum_source: str, colours) -> list[ReportPlot]:
     title = f"Best {label(metric)} so far"
     caption = (
@@ -142,23 +159,44 @@ def _curve_plots(curves: pd.DataFrame, metric: str, optimum, optimum_source: str
             "after n feasible evaluations, with the interquartile band."
         )
         plots.append(ReportPlot("regret", "Regret", caption, to_png(fig)))
+        if "wall_time_s" in curves:
+            fig = time_curves_figure(curves, colours, "Regret over wall-clock time")
+            caption = ("Mean over seeds of the regret each run had reached by then, against seconds since the "
+                       "sweep started (all runs share the cluster); each curve starts when every seed has a result.")
+            plots.append(ReportPlot("regret_time", "Regret over wall-clock time", caption, to_png(fig)))
     return plots
 
 
-def _hypervolumes(df, metric, mode, cost, colours) -> tuple[pd.DataFrame, ReportPlot, str]:
+def _hypervolumes(df, metric, mode, cost, colours, given) -> tuple[pd.DataFrame, ReportPlot, str]:
     objectives = [(metric, mode), (cost, "min")]
-    bounds = objective_bounds(df, objectives)
-    hypervolumes = hypervolume_table(df, objectives, margin=HV_MARGIN, bounds=bounds)
+    reference, source = reference_point(df, objectives, given)
+    scale = ideal_scale(df, objectives, reference)
+    hypervolumes = hypervolume_table(df, objectives, reference, scale)
     title = f"Hypervolume: {label(metric)} vs {label(cost)}"
-    caption = "Normalised hypervolume per searcher: mean over seeds ± standard deviation, one dot per seed."
+    caption = "Hypervolume per searcher: mean over seeds ± standard deviation, one dot per seed."
     plot = ReportPlot("hypervolume", title, caption, to_png(hypervolume_figure(hypervolumes, colours, title)))
-    described = "; ".join(f"{c}: {b:.6g} → 0, {w:.6g} → 1" for c, (b, w) in bounds.items())
     note = (
-        f"Hypervolume of {label(metric)} vs {label(cost)} per seed, on objectives normalised by the ideal and "
-        f"nadir points of the Pareto front of all feasible trials of the sweep ({described}); reference point "
-        f"{1 + HV_MARGIN:g} in both, so the largest possible value is {(1 + HV_MARGIN) ** 2:.4g}."
+        f"Hypervolume of {label(metric)} vs {label(cost)} per seed, from the reference point {source}, divided by "
+        f"the area between that point and the best values any run reached ({scale:.6g}): every run with a feasible "
+        f"architecture better than the reference in both counts, and 1 would be one architecture best in both."
     )
     return hypervolumes, plot, note
+
+
+EPOCH_COLUMNS = {"entropy": "total architecture entropy per epoch, one line per search run (trial)",
+                 "miou": "the discrete architecture a run holds after each epoch, scored with its weights"}
+
+
+def _epoch_plots(epochs: pd.DataFrame, metric: str, colours) -> list[ReportPlot]:
+    """Per-epoch curves of the searches that train: entropy and the held architecture's metric."""
+    labels = dict(zip(epochs["trial_id"], epochs["searcher"].astype(str)))
+    plots = []
+    for column in dict.fromkeys(("entropy", metric)):
+        if column in epochs and epochs[column].notna().any():
+            caption = EPOCH_COLUMNS.get(column, f"{column} per epoch, one line per trial")
+            fig = epochs_figure(epochs, column, labels, colours, f"{label(column)} per epoch")
+            plots.append(ReportPlot(f"epochs_{column}", f"{column} per epoch", caption, to_png(fig)))
+    return plots
 
 
 def latency_note(df: pd.DataFrame) -> str:
@@ -175,8 +213,13 @@ def latency_note(df: pd.DataFrame) -> str:
     return note
 
 
-def analyse(df: pd.DataFrame, settings: Mapping[str, Any], top_k: int = 10) -> SweepAnalysis:
-    """Compute the tables and draw the plots of the report; plots that cannot be drawn are listed with why."""
+def analyse(df: pd.DataFrame, settings: Mapping[str, Any], top_k: int = 10, models: list[dict] | None = None,
+            noise: dict | None = None, epochs: pd.DataFrame | None = None) -> SweepAnalysis:
+    """Compute the tables and draw the plots of the report; plots that cannot be drawn are listed with why.
+
+    ``models``: the fine-tuned winners, shown first; ``noise``: a ``score_noise`` result, stated beside
+    the spread of the metric between the sweep's sub-networks; ``epochs``: the per-epoch reports of a
+    sweep whose trials train (``analysis.results.load_epochs``), drawn per trial."""
     if df.empty:
         raise UserError("the sweep has no trials")
     metric, mode = objective(df, settings)
@@ -191,6 +234,9 @@ def analyse(df: pd.DataFrame, settings: Mapping[str, Any], top_k: int = 10) -> S
         plots += _curve_plots(curves, metric, optimum, optimum_source, colours)
     if optimum is None or curves.empty:
         skipped.append(("regret", optimum_source if optimum is None else "no feasible trial"))
+    regret, pairs = (regret_tables(df, {**settings, "metric": metric, "mode": mode})
+                     if {"budget", "searchers", "constraint"} <= set(settings) and not curves.empty
+                     else (pd.DataFrame(), pd.DataFrame()))
 
     hypervolumes = None
     hypervolume_note = ""
@@ -198,8 +244,11 @@ def analyse(df: pd.DataFrame, settings: Mapping[str, Any], top_k: int = 10) -> S
     if cost is None:
         skipped.append(("hypervolume", f"no feasible trial has '{metric}' and one of {list(HYPERVOLUME_COSTS)}"))
     else:
-        hypervolumes, plot, hypervolume_note = _hypervolumes(df, metric, mode, cost, colours)
+        hypervolumes, plot, hypervolume_note = _hypervolumes(df, metric, mode, cost, colours,
+                                                             settings.get("hv_reference"))
         plots.append(plot)
+    if epochs is not None and not epochs.empty:
+        plots += _epoch_plots(epochs, metric, colours)
 
     return SweepAnalysis(
         metric=metric,
@@ -209,7 +258,12 @@ def analyse(df: pd.DataFrame, settings: Mapping[str, Any], top_k: int = 10) -> S
         proposals=proposal_counts(df),
         best_architectures=best_architectures(df, metric, mode, top_k),
         hypervolume_note=hypervolume_note,
+        regret=regret,
+        pairs=pairs,
         latency_note=latency_note(df),
+        models=list(models or []),
+        noise=noise,
+        spread=float(feasible_rows(df, [metric])[metric].std()) if len(feasible_rows(df, [metric])) > 1 else None,
         plots=plots,
         skipped=skipped,
     )
@@ -253,9 +307,11 @@ def render_html(analysis: SweepAnalysis, settings: Mapping[str, Any], plots_href
 <html lang="en"><head><meta charset="utf-8">
 <title>raynas sweep report: {e(source)}</title><style>{STYLE}</style></head><body>
 <h1>raynas sweep report</h1>
+{_models_section(analysis)}
 <p>Sweep <code>{e(source)}</code>, report written {generated}. Objective: <b>{e(analysis.metric)}</b>
 ({direction} is better); budgets count feasible evaluations.</p>
 {f"<p>{e(analysis.latency_note)}</p>" if analysis.latency_note else ""}
+{_noise_section(analysis)}
 <h2>Settings</h2>
 {_settings_table(settings)}
 <h2>Ranking</h2>
@@ -263,6 +319,7 @@ def render_html(analysis: SweepAnalysis, settings: Mapping[str, Any], plots_href
 average rank, a run without a feasible trial ranks last); <code>mean_rank</code> averages over seeds.
 {e(analysis.hypervolume_note)}</p>
 {_table(analysis.ranking)}
+{_regret_section(analysis)}
 <h2>Plots</h2>
 {figures}
 {f"<h3>Plots not drawn</h3><ul>{skipped}</ul>" if skipped else ""}
@@ -275,22 +332,74 @@ average rank, a run without a feasible trial ranks last); <code>mean_rank</code>
 """
 
 
+def _models_section(analysis: SweepAnalysis) -> str:
+    """The first screen: the fine-tuned model(s) a user ships."""
+    if not analysis.models:
+        return ""
+    e = html.escape
+    rows = []
+    for m in analysis.models:
+        latency = m["latency"]
+        inherited = "–" if m["inherited_miou"] is None else f"{m['inherited_miou']:.4f}"
+        rows.append(
+            f"<tr><td><code>{e(m['arch_id'])}</code></td><td>{m['val_miou']:.4f}</td><td>{inherited}</td>"
+            f"<td>{latency['latency_ms']:.2f} ms at {'×'.join(map(str, latency['resolution']))} "
+            f"({e(latency['latency_device'])}{', measured locally' if not latency['latency_remote'] else ''})</td>"
+            f"<td>{m['flops'] / 1e9:.3f} G at {m['resolution']}</td><td>{m['params'] / 1e6:.3f} M</td>"
+            f"<td>{m['epochs']} epochs{', from scratch' if m['from_scratch'] else ''}</td>"
+            f"<td><code>{e(m['files']['onnx'])}</code><br><code>{e(m['files']['weights'])}</code></td></tr>")
+    return f"""<h2>The model to ship</h2>
+<p>Fine-tuned with Ray Train from the sweep's best sub-network(s); val mIoU on the whole validation split,
+against the inherited-weight mIoU it started from; latency measured by the latency service.</p>
+<table><tr><th>arch_id</th><th>val mIoU</th><th>inherited mIoU</th><th>latency</th><th>FLOPs (MACs)</th>
+<th>params</th><th>training</th><th>files</th></tr>{"".join(rows)}</table>"""
+
+
+def _noise_section(analysis: SweepAnalysis) -> str:
+    noise = analysis.noise
+    if not noise:
+        return ""
+    spread = f"{analysis.spread:.4f}" if analysis.spread is not None else "–"
+    return (f"<p><b>How far to trust a score.</b> One architecture's inherited-weight {html.escape(analysis.metric)} "
+            f"moved with the images that score it by std {noise['std']:.4f} over {noise['draws']} draws of "
+            f"{noise['calibration_images']} calibration images and {noise['val_images'] or 'all'} validation images "
+            f"(mean {noise['mean']:.4f}); between the sweep's sub-networks it spreads with std {spread}. "
+            f"Differences smaller than about {2 * noise['std']:.4f} are within that noise.</p>")
+
+
+def _regret_section(analysis: SweepAnalysis) -> str:
+    if analysis.regret.empty:
+        return ""
+    distinguishable = analysis.pairs[analysis.pairs["distinguishable"]] if not analysis.pairs.empty else analysis.pairs
+    return f"""<h2>Regret with 95% intervals</h2>
+<p>Mean regret after N feasible evaluations over seeds, with its 95% bootstrap interval (<code>ci_low</code>,
+<code>ci_high</code>); the hit rate is the share of seeds that found the optimum. Two searchers are
+<em>distinguishable</em> at a budget when the 95% interval of their mean difference, paired by seed, excludes 0
+({len(distinguishable)} of {len(analysis.pairs)} pairs and budgets are).</p>
+{_table(analysis.regret)}
+{_table(analysis.pairs) if not analysis.pairs.empty else ""}"""
+
+
 def plots_dir_for(out: Path) -> Path:
     """Where the PNGs of the report ``out`` go: ``<stem>_plots/`` beside it."""
     return out.with_name(f"{out.stem}_plots")
 
 
 def write_report(
-    df: pd.DataFrame, settings: Mapping[str, Any], out: str | Path, top_k: int = 10, source: str = ""
+    df: pd.DataFrame, settings: Mapping[str, Any], out: str | Path, top_k: int = 10, source: str = "",
+    models: list[dict] | None = None, noise: dict | None = None, epochs: pd.DataFrame | None = None,
 ) -> Path:
-    """Write the HTML report to ``out`` and its PNGs to ``<stem>_plots/``; return ``out``."""
+    """Write the HTML report to ``out`` and its PNGs to ``<stem>_plots/``; return ``out``.
+
+    ``models`` (fine-tuned winners) and ``noise`` (a score's noise) are shown first when given; ``epochs``
+    (per-epoch reports of trials that train) adds their curves."""
     out = Path(out)
     if out.is_dir():
         raise UserError(f"--out {out}: is a directory; give the path of the HTML file to write")
     plots_dir = plots_dir_for(out)
     if plots_dir.exists() and (not plots_dir.is_dir() or any(p.suffix != ".png" for p in plots_dir.iterdir())):
         raise UserError(f"{plots_dir}: exists and is not a folder of report plots; choose another --out")
-    analysis = analyse(df, settings, top_k)
+    analysis = analyse(df, settings, top_k, models, noise, epochs)
     page = render_html(analysis, settings, plots_dir.name, source or str(out.parent))
 
     out.parent.mkdir(parents=True, exist_ok=True)

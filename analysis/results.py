@@ -34,7 +34,9 @@ from raynas.sweep_search import SweepSearcher
 METRIC_COLUMNS = ("accuracy", "miou", "latency_ms", "flops", "params")
 # kept as reported where present: how latency was measured or predicted, and the evaluation time
 DETAIL_COLUMNS = ("latency_pred_ms", "latency_p90_ms", "latency_cpu_ms", "latency_remote", "latency_device",
-                  "latency_node_id", "eval_s")
+                  "latency_node_id", "eval_s",
+                  # searches that train: the architecture a run found, its gap, the run's last epoch
+                  "found_arch_id", "found_arch", "discretization_gap", "entropy", "epoch")
 METADATA_KEY = b"raynas"
 
 
@@ -81,6 +83,18 @@ def load_sweep(out: str | Path) -> pd.DataFrame:
     if not rows:
         raise UserError(f"sweep directory {out}: no finished trials yet")
     return tidy(rows, settings["dimensions"], state.started)
+
+
+def load_epochs(out: str | Path) -> pd.DataFrame:
+    """Every epoch's report of a sweep whose trials train (``OUT/epochs.jsonl``): one row per trial and
+    epoch with ``searcher``, ``seed``, ``trial_id`` and what the trial reported (``epoch``, ``entropy`` …);
+    empty for other sweeps. A trial resumed from a checkpoint keeps its last report of each epoch."""
+    rows = [{"searcher": e["searcher"], "seed": e["seed"], "trial_id": e["trial_id"], **e["metrics"]}
+            for e in SweepFolder(out).epochs()]
+    if not rows:
+        return pd.DataFrame(columns=["searcher", "seed", "trial_id", "epoch"])
+    frame = pd.DataFrame(rows)
+    return frame.drop_duplicates(["trial_id", "epoch"], keep="last").reset_index(drop=True)
 
 
 def write_trials(df: pd.DataFrame, path: str | Path, settings: dict) -> Path:

@@ -13,7 +13,7 @@ import sys
 
 from raynas.errors import UserError
 
-COMMANDS = ("demo", "train-supernet", "sweep", "compare", "report", "inspect", "latency")
+COMMANDS = ("demo", "train-supernet", "sweep", "finetune", "compare", "report", "inspect", "latency")
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -37,7 +37,8 @@ def connect(address: str | None = None, verbose: bool = False) -> None:
             raise UserError(f"--address: no Ray cluster answers at {address!r} ({err}); expected HOST:PORT of a "
                             f"head node, 'auto' on a cluster node, or none for a local Ray") from None
     try:
-        ray.init(address=address, log_to_driver=verbose, logging_level=logging.INFO if verbose else logging.ERROR,
-                 **({"include_dashboard": False} if address in (None, "local") else {}))
+        # A local Ray keeps its dashboard: Ray's state API runs in it, and Ray Train relies on that API to free
+        # the placement group of a run whose controller died (a recipe trial that ASHA stopped, say).
+        ray.init(address=address, log_to_driver=verbose, logging_level=logging.INFO if verbose else logging.ERROR)
     except ConnectionError as err:
         raise UserError(f"--address: cannot join a Ray cluster at {address!r} ({err})") from None

@@ -27,6 +27,16 @@ from raynas.searchers import SEARCHER_NAMES
 from raynas.settings import Choice, Positive, Section, Whole
 
 
+class EarlyStopping(Section):
+    """ASHA over the epochs of trials that train: every trial gets ``grace_period`` epochs, then only the
+    best 1/``reduction_factor`` of those at each rung go on."""
+
+    SECTION = "sweep.early_stopping"
+
+    grace_period: Whole(1) = 2
+    reduction_factor: Whole(2) = 3
+
+
 def _names(value: Any) -> Any:
     """``"cds,random"`` (a CLI flag) or a list."""
     return [s.strip() for s in value.split(",") if s.strip()] if isinstance(value, str) else value
@@ -37,12 +47,19 @@ class SweepConfig(Section):
 
     - ``searchers`` × ``seeds`` (0 .. seeds-1) runs, each evaluating ``budget`` feasible
       architectures under one constraint (``max_flops`` or ``max_latency``);
-    - ``max_concurrent_trials``: trials in flight per run (None: no limit of its own);
-      ``max_concurrent_total``: for the whole sweep (None: as many as the cluster runs);
+    - ``max_concurrent_trials``: trials in flight per run (None, the default: no limit of its
+      own, the cluster is shared fairly); ``max_concurrent_total``: for the whole sweep (None:
+      as many as the cluster runs);
     - ``trial_resources``: what one trial asks the cluster for (default: the objective's),
       e.g. ``{"CPU": 2, "GPU": 0.25}``;
     - ``max_failures``: Tune's retries of a trial that raises before it is recorded failed;
-    - ``searcher_options``: keyword options per searcher name.
+    - ``searcher_options``: keyword options per searcher name;
+    - ``trade_off``: a multi-objective sweep: optimise the metric and minimise this cost
+      (e.g. ``latency_ms``) together (searchers ``cds_pareto``, ``optuna`` — NSGA-II — and ``random``);
+    - ``hv_reference``: the hypervolume's reference point, e.g. ``{"accuracy": 0, "latency_ms": 20}``
+      (default: the worst possible metric and the constraint's limit, else the worst cost of the space);
+    - ``early_stopping``: for objectives whose trials train epoch by epoch (searches that train),
+      ASHA on the metric: ``{"grace_period": 2, "reduction_factor": 3}``.
     """
 
     SECTION: ClassVar[str] = "sweep"
@@ -56,11 +73,14 @@ class SweepConfig(Section):
     out: str | None = None
     max_latency: Positive | None = None
     max_flops: Positive | None = None
-    max_concurrent_trials: Whole(1) | None = 2
+    max_concurrent_trials: Whole(1) | None = None
     max_concurrent_total: Whole(1) | None = None
     trial_resources: dict[str, Positive] | None = None
     max_failures: Whole(0) = 2
     searcher_options: dict[Choice(*SEARCHER_NAMES), dict[str, Any]] = Field(default_factory=dict)
+    trade_off: str | None = None
+    hv_reference: dict[str, float] | None = None
+    early_stopping: EarlyStopping | None = None
 
     _objective_settings: Section | None = PrivateAttr(default=None)
 

@@ -78,12 +78,18 @@ def check_choice(field: str, value: Any, allowed: Iterable[Any]) -> Any:
     return value
 
 
-def check_positive(field: str, value: Any) -> Any:
-    """Return ``value`` if it is a number > 0, else raise naming the field."""
-    problem = number_problem(value, 0, low_open=True)
+def check_number(field: str, value: Any, low: float | None = None, high: float | None = None,
+                 low_open: bool = False) -> Any:
+    """Return ``value`` if it is a number in the range (see ``number_problem``), else raise naming the field."""
+    problem = number_problem(value, low, high, low_open)
     if problem:
         raise field_error(field, problem, value)
     return value
+
+
+def check_positive(field: str, value: Any) -> Any:
+    """Return ``value`` if it is a number > 0, else raise naming the field."""
+    return check_number(field, value, 0, low_open=True)
 
 
 def check_whole(field: str, value: Any, minimum: int) -> int:

@@ -155,7 +155,7 @@ def follow(board, progress: Progress, render: Callable[[dict, Progress], None],
     stop = threading.Event()
 
     def drain() -> None:
-        for event in ray.get(board.take.remote()):
+        for event in ray.get(board.take.remote(), timeout=30):  # a lost board never blocks the driver
             render(event, progress)
 
     def loop() -> None:

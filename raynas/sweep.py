@@ -33,15 +33,16 @@ from ray.tune import Callback
 from ray.tune.schedulers import FIFOScheduler
 
 from raynas.config import SweepConfig
-from raynas.errors import UserError
+from raynas.errors import UserError, check_choice
 from raynas.progress import Progress, duration, eta, quiet_ray_logs
-from raynas.searchers import make_searcher
+from raynas.searchers import MULTI_OBJECTIVE, make_searcher
 from raynas.sweep_folder import SweepFolder
 from raynas.sweep_search import RunSearch, SweepSearcher
-from trainables.objective import Objective, run_trial
+from trainables.objective import Objective
 
 # Fields that say what a sweep is; --resume refuses to change them (the others only change how it runs).
-DEFINING = ("benchmark", "searchers", "budget", "seeds", "max_latency", "max_flops", "searcher_options")
+DEFINING = ("benchmark", "searchers", "budget", "seeds", "max_latency", "max_flops", "searcher_options", "trade_off",
+            "hv_reference")
 
 
 class SweepPlan:
@@ -56,7 +57,32 @@ class SweepPlan:
         self.constraint = self.objective.constraint(config.max_flops, config.max_latency)
         self.cost = self.objective.cost_for(self.constraint)
         self.runs = [(name, seed) for seed in range(config.seeds) for name in config.searchers]
+        objective, trade_off = self.objective, config.trade_off
+        if trade_off is not None:
+            check_choice("sweep.trade_off", trade_off, objective.reported_costs())
+            for name in config.searchers:
+                check_choice("sweep.searchers (with sweep.trade_off)", name, MULTI_OBJECTIVE)
+        elif "cds_pareto" in config.searchers:
+            raise UserError("sweep.searchers: 'cds_pareto' needs sweep.trade_off, the cost it trades the metric "
+                            f"off against; allowed values: {list(objective.reported_costs())}")
+        if config.early_stopping is not None and not objective.trains:
+            raise UserError(f"sweep.early_stopping: the {objective.name!r} objective's trials report once; early "
+                            f"stopping needs an objective whose trials train epoch by epoch (e.g. 'ssr')")
+        # what each run's searcher optimises: the metric, or the metric and the trade-off together
+        self.metrics = [objective.metric, trade_off] if trade_off else objective.metric
+        self.modes = [objective.mode, "min"] if trade_off else objective.mode
 
+    def hv_reference(self) -> dict[str, float]:
+        """The hypervolume's reference point: the worst possible metric and, per cost, the constraint's
+        limit or the space's worst value (where known), overridden by ``sweep.hv_reference``."""
+        objective = self.objective
+        reference = {objective.metric: objective.worst_metric}
+        for cost in objective.reported_costs():
+            if self.constraint is not None and self.constraint.metric == cost:
+                reference[cost] = self.constraint.limit
+            elif objective.worst_cost(cost) is not None:
+                reference[cost] = objective.worst_cost(cost)
+        return reference | dict(self.config.hv_reference or {})
     @property
     def settings(self) -> dict[str, Any]:
         """What the sweep is: saved as ``sweep.json`` and as the Parquet ``raynas`` metadata."""
@@ -69,6 +95,8 @@ class SweepPlan:
             "searchers": list(self.config.searchers),
             "space": space.name,
             "dimensions": [d.name for d in space.dimensions],
+            "trade_off": self.config.trade_off,
+            "hv_reference": self.hv_reference(),
             "config": self.config.dump(),
         }
 
@@ -99,12 +127,23 @@ class SweepPlan:
         config, objective = self.config, self.objective
         runs = []
         for name, seed in self.runs:
-            inner = make_searcher(name, objective.space, self.constraint, objective.metric, objective.mode, seed,
+            inner = make_searcher(name, objective.space, self.constraint, self.metrics, self.modes, seed,
                                   config.budget, self.cost, **config.searcher_options.get(name, {}))
-            inner.set_search_properties(objective.metric, objective.mode, objective.space.to_tune())
+            inner.set_search_properties(self.metrics, self.modes, objective.space.to_tune())
             runs.append(RunSearch(name, seed, inner, objective.space, self.cost, self.constraint, config.budget,
                                   objective.metric, objective.mode, objective.penalty, config.max_concurrent_trials))
-        return SweepSearcher(runs, objective.metric, objective.mode, self.folder, config.max_concurrent_total)
+        return SweepSearcher(runs, objective.metric, objective.mode, self.folder, config.max_concurrent_total,
+                             trains=objective.trains)
+
+    def scheduler(self):
+        """ASHA when asked for (trials that train), else first in, first out."""
+        from ray.tune.schedulers import ASHAScheduler
+
+        stopping = self.config.early_stopping
+        if stopping is None:
+            return SweepScheduler()
+        return ASHAScheduler(metric=self.objective.metric, mode=self.objective.mode, max_t=self.objective.max_epochs,
+                             grace_period=stopping.grace_period, reduction_factor=stopping.reduction_factor)
 
     def trial_resources(self) -> dict[str, float]:
         """Tune's resource request of one trial (``CPU``/``GPU`` as ``cpu``/``gpu``, custom ones as given)."""
@@ -186,8 +225,8 @@ class SweepProgress(Callback):
 
 
 def trial_dirname(trial) -> str:
-    """``<searcher>_seed<k>_<trial id>``: short, and says which run a trial folder belongs to."""
-    return f"{trial.config['searcher']}_seed{trial.config['seed']}_{trial.trial_id}"
+    """A Tune trial's folder: ``SweepFolder.trial_dir_name`` (says which run it belongs to)."""
+    return SweepFolder.trial_dir_name(trial.config["searcher"], trial.config["seed"], trial.trial_id)
 
 
 @contextlib.contextmanager
@@ -242,12 +281,15 @@ def run_sweep(config: SweepConfig, resume: bool = False, address: str | None = N
         folder.create(plan.settings)
     quiet_ray_logs(str(folder.log_file), verbose)
     resources = plan.trial_resources()
-    trainable = tune.with_resources(tune.with_parameters(run_trial, objective=plan.objective), resources)
+    trainable = tune.with_resources(tune.with_parameters(plan.objective.trial_function(), objective=plan.objective),
+                                    resources)
     if resumed and tune.Tuner.can_restore(str(folder.experiment)):
         repair_torn_state(folder.experiment)
         progress.line(f"continuing {folder.path}")
-        tuner = tune.Tuner.restore(str(folder.experiment), trainable=trainable, resume_unfinished=False,
-                                   resume_errored=False, restart_errored=False)
+        # trials that train continue from their checkpoints; one-shot evaluations are proposed again
+        tuner = tune.Tuner.restore(str(folder.experiment), trainable=trainable,
+                                   resume_unfinished=plan.objective.trains, resume_errored=False,
+                                   restart_errored=False)
     else:
         progress.line(f"{len(plan.runs)} runs ({', '.join(config.searchers)} × {config.seeds} seeds), "
                       f"{config.budget} feasible evaluations each, trials ask for {resources} -> {folder.path}")
@@ -255,7 +297,7 @@ def run_sweep(config: SweepConfig, resume: bool = False, address: str | None = N
                                                          plan.objective.mode)]
         tuner = tune.Tuner(
             trainable,
-            tune_config=tune.TuneConfig(search_alg=plan.searcher(), scheduler=SweepScheduler(), num_samples=-1,
+            tune_config=tune.TuneConfig(search_alg=plan.searcher(), scheduler=plan.scheduler(), num_samples=-1,
                                         reuse_actors=True, trial_dirname_creator=trial_dirname),
             run_config=tune.RunConfig(storage_path=str(folder.path), name=SweepFolder.EXPERIMENT, verbose=0,
                                       callbacks=callbacks,

@@ -209,11 +209,14 @@ class SweepSearcher(Searcher):
     """Every run of a sweep as one Tune ``Searcher`` (see the module docstring)."""
 
     def __init__(self, runs: Iterable[RunSearch], metric: str, mode: str, folder: SweepFolder | None = None,
-                 max_concurrent_total: int | None = None):
+                 max_concurrent_total: int | None = None, trains: bool = False):
         super().__init__(metric=metric, mode=mode)
         self.runs = {run.key: run for run in runs}
         self.folder = folder
         self.max_concurrent_total = max_concurrent_total
+        # trials that train report every epoch (kept in the folder's epochs.jsonl) and, checkpointed, are
+        # resumed by Tune when the sweep is
+        self.trains = trains
         self.owner: dict[str, tuple[str, int]] = {}  # Tune trial id -> run key
         self.turn = 0  # rotates ties between equally served runs
         self.started = time.time()
@@ -240,10 +243,21 @@ class SweepSearcher(Searcher):
                 return proposal
         return Searcher.FINISHED if self.complete else None
 
+    def on_trial_result(self, trial_id: str, result: dict) -> None:
+        self._record_epoch(self.owner.get(trial_id), trial_id, result)
+
+    def _record_epoch(self, key: tuple[str, int] | None, trial_id: str, result: dict | None) -> None:
+        """Append a training trial's report to epochs.jsonl (Tune hands a trial's last report, and that of a
+        trial a scheduler stops, to ``on_trial_complete`` only)."""
+        if self.trains and key is not None and result and self.folder is not None:
+            self.folder.append_epoch({"searcher": key[0], "seed": key[1], "trial_id": trial_id,
+                                      "metrics": metrics_of(result)})
+
     def on_trial_complete(self, trial_id: str, result: Optional[dict] = None, error: bool = False) -> None:
         key = self.owner.pop(trial_id, None)
         if key is None:
             return
+        self._record_epoch(key, trial_id, result)
         run = self.runs[key]
         arch, metrics = run.complete_trial(trial_id, result, error)
         if metrics is not None and self.folder is not None:
@@ -263,16 +277,20 @@ class SweepSearcher(Searcher):
             pickle.dump(state, f)
 
     def restore(self, checkpoint_path: str) -> None:
-        """The saved state; trials in flight then are proposed again (Tune does not resume them),
-        and evaluations the journal holds beyond the saved state are answered from it."""
+        """The saved state. Trials in flight then are proposed again (Tune does not resume one-shot
+        evaluations) or, for trials that train, continue under their ids (Tune resumes them from their
+        checkpoints); evaluations the journal holds beyond the saved state are answered from it."""
         with open(checkpoint_path, "rb") as f:
             state = pickle.load(f)
         for key, run_state in state["runs"].items():
             self.runs[key].set_state(run_state)
         self.turn, self.started = state["turn"], state["started"]
         self.owner = {}
-        for run in self.runs.values():  # repeats waiting on a trial in flight wait on its re-issue
+        for key, run in self.runs.items():  # repeats waiting on a trial in flight wait on its re-issue
             r = run.record
+            if self.trains:
+                self.owner |= {trial_id: key for trial_id in r.outstanding}
+                continue
             r.reissue = list(r.outstanding.values()) + r.reissue
             r.issued -= len(r.outstanding)  # counted again when re-issued
             r.outstanding = {}

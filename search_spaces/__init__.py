@@ -11,6 +11,7 @@ from search_spaces.base import Arch, Block, Dimension, InvalidArchitecture, Sear
 _REGISTRY = {
     "efficient_topformer": "search_spaces.efficient_topformer:make_space",
     "nb201": "search_spaces.nb201:make_space",
+    "joint_dim": "search_spaces.joint_dim:make_space",
 }
 
 SPACE_NAMES = tuple(_REGISTRY)

@@ -24,6 +24,8 @@ from search_spaces.base import Arch, Block, Dimension, InvalidArchitecture, Sear
 
 OPS = ("none", "skip_connect", "nor_conv_1x1", "nor_conv_3x3", "avg_pool_3x3")
 NODES = (1, 2, 3)
+_OP = "(" + "|".join(OPS) + ")"
+CANONICAL = "^" + r"\+".join(r"\|" + r"\|".join(f"{_OP}~{src}" for src in range(dst)) + r"\|" for dst in NODES) + "$"
 
 
 def edge_name(dst: int, src: int) -> str:
@@ -132,11 +134,15 @@ def _load_rows(path: str, accuracy_column: str, latency_column: str | None) -> d
     for field, column in wanted.items():
         if column not in table.column_names:
             raise UserError(f"{field}: {column!r} is not a column of {path}; columns present: {table.column_names}")
-    archs = table.column(TabularBenchmark.ARCH_COLUMN).to_pylist()
+    import pyarrow.compute as pc
+
+    arch_column = table.column(TabularBenchmark.ARCH_COLUMN)
+    canonical = pc.all(pc.match_substring_regex(arch_column, CANONICAL)).as_py()
+    archs = arch_column.to_pylist()
+    if not canonical:  # normalise (and check) each string; canonical ones are keys as they are
+        archs = [to_arch_string(from_arch_string(text)) for text in archs]
     accuracy = table.column(accuracy_column).to_pylist()
     latency = table.column(latency_column).to_pylist() if latency_column else [None] * len(archs)
-    rows = {}
-    for text, acc, lat in zip(archs, accuracy, latency):
-        key = to_arch_string(from_arch_string(text))
-        rows[key] = {"accuracy": float(acc)} | ({"latency_ms": float(lat)} if lat is not None else {})
-    return rows
+    if latency_column:
+        return {key: {"accuracy": float(acc), "latency_ms": float(lat)} for key, acc, lat in zip(archs, accuracy, latency)}
+    return {key: {"accuracy": float(acc)} for key, acc in zip(archs, accuracy)}

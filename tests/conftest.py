@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import signal
 import subprocess
 import sys
 from dataclasses import dataclass
@@ -35,13 +36,37 @@ def nb201_table():
 
 @pytest.fixture(scope="module")
 def ray_local():
-    """A local two-CPU Ray for the tests of one module; shut down after it."""
+    """A local two-CPU Ray for the tests of one module (with its dashboard, as ``raynas.cluster.connect`` starts
+    one: Ray Train frees a stopped run's resources through it); shut down after it."""
     import ray
 
     ray.shutdown()
-    ray.init(address="local", num_cpus=2, include_dashboard=False, log_to_driver=False, configure_logging=False)
+    ray.init(address="local", num_cpus=2, log_to_driver=False, configure_logging=False)
     yield ray
     ray.shutdown()
+
+
+REPO = Path(__file__).resolve().parent.parent
+
+
+def run_raynas(args: list[str], logs: Path, timeout: float = 480) -> subprocess.CompletedProcess:
+    """``python -m raynas ARGS`` in a private local Ray (``RAY_ADDRESS=local``: never a cluster another test
+    started), its output in files under ``logs`` (Ray's daemons cannot hold a pipe open); on a timeout the
+    whole process group is killed and the test fails with the tail of what the command printed."""
+    logs.mkdir(parents=True, exist_ok=True)
+    stdout_path, stderr_path = logs / "stdout.txt", logs / "stderr.txt"
+    with open(stdout_path, "w") as stdout, open(stderr_path, "w") as stderr:
+        process = subprocess.Popen([sys.executable, "-m", "raynas", *args], stdout=stdout, stderr=stderr,
+                                   stdin=subprocess.DEVNULL, cwd=REPO, start_new_session=True,
+                                   env={**os.environ, "RAY_ADDRESS": "local"})
+        try:
+            returncode = process.wait(timeout=timeout)
+        except subprocess.TimeoutExpired:
+            os.killpg(process.pid, signal.SIGKILL)
+            process.wait()
+            pytest.fail(f"`raynas {' '.join(args)}` ran past {timeout:.0f} s; it printed:\n"
+                        f"{stdout_path.read_text()[-3000:]}\n--- stderr ---\n{stderr_path.read_text()[-3000:]}")
+    return subprocess.CompletedProcess(args, returncode, stdout_path.read_text(), stderr_path.read_text())
 
 
 def tiny_supernet_config(camvid_dir, storage_path, name: str = "tiny", epochs: int = 2) -> dict:
@@ -74,8 +99,7 @@ def tiny_supernet(tmp_path_factory, camvid_dir) -> TrainedSupernet:
     config = tiny_supernet_config(camvid_dir, tmp_path_factory.mktemp("supernet_runs"))
     path = tmp_path_factory.mktemp("configs") / "tiny.yaml"
     path.write_text(json.dumps(config))  # JSON is YAML
-    run = subprocess.run([sys.executable, "-m", "raynas", "train-supernet", "--config", str(path)],
-                         capture_output=True, text=True, timeout=900, cwd=Path(__file__).resolve().parent.parent)
+    run = run_raynas(["train-supernet", "--config", str(path)], tmp_path_factory.mktemp("train_supernet_logs"))
     assert run.returncode == 0, run.stderr[-3000:]
     run_dir = Path(config["run"]["storage_path"]) / config["run"]["name"]
     return TrainedSupernet(config, str(run_dir), str(latest_checkpoint(run_dir)), run.stdout, run.stderr)

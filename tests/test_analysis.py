@@ -10,10 +10,10 @@ from analysis.curves import best_so_far, final_best, proposal_counts, ranking_ta
 from analysis.pareto import (
     hypervolume_2d,
     hypervolume_table,
+    ideal_scale,
     non_dominated,
-    normalise,
-    objective_bounds,
     pareto_front,
+    reference_point,
 )
 from raynas.errors import UserError
 
@@ -102,37 +102,32 @@ def test_hypervolume_maximise_and_minimise():
         hypervolume_2d([(1, 2, 3)], ("min", "min", "min"), (4, 4, 4))
 
 
-def test_hypervolume_table_normalised_per_seed():
+def test_hypervolume_table_from_a_readable_reference_point():
     df = trials(
         [
             ("cds", 0, 80.0, 30.0, True),  # best accuracy on the front
             ("cds", 1, 60.0, 10.0, True),  # fewest flops on the front
             ("random", 0, 70.0, 20.0, True),  # middle of the front
             ("random", 1, 90.0, 1.0, False),  # nothing feasible in this run
-            ("evolution", 0, 50.0, 40.0, True),  # dominated, beyond the reference point
+            ("evolution", 0, 50.0, 40.0, True),  # dominated: the worst trial, so on the reference point
         ]
     )
     objectives = [("accuracy", "max"), ("flops", "min")]
-    bounds = objective_bounds(df, objectives)
-    assert bounds == {"accuracy": (80.0, 60.0), "flops": (10.0, 30.0)}  # ideal and nadir of the front
-    assert normalise([(70.0, 20.0), (50.0, 40.0)], objectives, bounds).tolist() == [[0.5, 0.5], [1.5, 1.5]]
-    hv = hypervolume_table(df, objectives).set_index(["searcher", "seed"])["hypervolume"]
-    assert hv[("cds", 0)] == pytest.approx(1.1 * 0.1)  # normalised (0, 1), reference (1.1, 1.1)
-    assert hv[("cds", 1)] == pytest.approx(0.1 * 1.1)
-    assert hv[("random", 0)] == pytest.approx(0.6**2)
+    reference, source = reference_point(df, objectives)
+    assert reference == [50.0, 40.0] and "the worst of the sweep's feasible trials" in source
+    scale = ideal_scale(df, objectives, reference)
+    assert scale == (80.0 - 50.0) * (40.0 - 10.0)  # between the reference and the best values reached
+    hv = hypervolume_table(df, objectives, reference, scale).set_index(["searcher", "seed"])["hypervolume"]
+    assert hv[("cds", 0)] == pytest.approx(30 * 10 / 900)
+    assert hv[("cds", 1)] == pytest.approx(10 * 30 / 900)
+    assert hv[("random", 0)] == pytest.approx(20 * 20 / 900)
     assert hv[("random", 1)] == 0.0 and hv[("evolution", 0)] == 0.0
-    # a raw reference point is normalised with the same bounds: (50, 40) → (1.5, 1.5)
-    hv_ref = hypervolume_table(df, objectives, reference=(50.0, 40.0)).set_index(["searcher", "seed"])
-    assert hv_ref.loc[("random", 0), "hypervolume"] == pytest.approx(1.0)
-    assert hv_ref.loc[("evolution", 0), "hypervolume"] == 0.0
+    # a reference point the sweep gives (the constraint's limit, the worst possible accuracy): every run counts
+    reference, source = reference_point(df, objectives, {"accuracy": 0.0, "flops": 50.0})
+    assert reference == [0.0, 50.0] and "the sweep's reference" in source
+    hv = hypervolume_table(df, objectives, reference).set_index(["searcher", "seed"])["hypervolume"]
+    assert hv[("evolution", 0)] == pytest.approx(50.0 * 10.0) and hv[("random", 0)] == pytest.approx(70 * 30)
 
-
-def test_objective_bounds_of_a_one_point_front_fall_back_to_the_worst_trial():
-    df = trials([("cds", 0, 80.0, 10.0, True), ("cds", 0, 60.0, 30.0, True), ("cds", 0, 70.0, 40.0, True)])
-    assert objective_bounds(df, [("accuracy", "max"), ("flops", "min")]) == {
-        "accuracy": (80.0, 60.0),
-        "flops": (10.0, 40.0),
-    }
 
 
 # ---------------------------------------------------------------- curves and ranking

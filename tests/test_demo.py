@@ -2,14 +2,13 @@
 
 from __future__ import annotations
 
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 import yaml
 
 from raynas.cli import main
+from tests.conftest import run_raynas
 
 REPO = Path(__file__).resolve().parent.parent
 
@@ -54,8 +53,8 @@ def test_the_main_job_trains_sweeps_five_searchers_and_writes_the_report(tmp_pat
     config = tmp_path / "demo.yaml"
     config.write_text(yaml.safe_dump(data))
     out = tmp_path / "demo"
-    run = subprocess.run([sys.executable, "-m", "raynas", "demo", "--config", str(config), "--out", str(out),
-                          "--data-root", str(camvid_dir)], capture_output=True, text=True, cwd=REPO, timeout=900)
+    demo = ["demo", "--config", str(config), "--out", str(out), "--data-root", str(camvid_dir)]
+    run = run_raynas(demo, tmp_path / "logs_first", timeout=900)
     assert run.returncode == 0, run.stderr[-3000:]
     for step in ("1/3", "2/3", "3/3"):
         assert f"demo: {step}" in run.stdout
@@ -66,7 +65,6 @@ def test_the_main_job_trains_sweeps_five_searchers_and_writes_the_report(tmp_pat
     assert (trials[trials["feasible"] & ~trials["repeat"]].groupby("searcher").size() == 3).all()
     assert trials.loc[trials["feasible"], "latency_ms"].gt(0).all()
     assert "measured locally" in (out / "report.html").read_text()
-    again = subprocess.run([sys.executable, "-m", "raynas", "demo", "--config", str(config), "--out", str(out),
-                            "--data-root", str(camvid_dir)], capture_output=True, text=True, cwd=REPO, timeout=900)
+    again = run_raynas(demo, tmp_path / "logs_again", timeout=900)
     assert again.returncode == 0 and "supernet already trained" in again.stdout and "continuing" in again.stdout
     assert load_results(out / "sweep")[0].equals(trials)  # nothing evaluated again

@@ -122,8 +122,11 @@ def test_report_written_with_every_plot_referenced(tmp_path):
     text = out.read_text(encoding="utf-8")
     assert len(text) > 10_000
     plots = check_plots_referenced(out)
-    assert plots == {"pareto_flops.png", "pareto_latency_ms.png", "best_so_far.png", "regret.png", "hypervolume.png"}
+    assert plots == {"pareto_flops.png", "pareto_latency_ms.png", "best_so_far.png", "regret.png", "regret_time.png",
+                     "hypervolume.png"}
     assert "Plots not drawn" not in text
+    # regret with 95% intervals per searcher at the sweep's budget, and which pairs are distinguishable
+    assert "Regret with 95% intervals" in text and "ci_low" in text and "distinguishable" in text
     # the best feasible architecture and the infeasible counts are in the report
     best = df[df.feasible].sort_values("accuracy", ascending=False).iloc[0]
     assert best["arch_id"] in text
@@ -142,11 +145,11 @@ def test_report_written_with_every_plot_referenced(tmp_path):
 def test_report_skips_absent_columns_and_replaces_old_plots(tmp_path):
     out = tmp_path / "sweep" / "report.html"
     write_report(make_sweep(), SETTINGS, out)
-    assert len(list(plots_dir_for(out).glob("*.png"))) == 5
+    assert len(list(plots_dir_for(out).glob("*.png"))) == 6
     # without latency, FLOPs or parameters neither Pareto fronts nor hypervolume can be drawn
     bare = make_sweep().drop(columns=["latency_ms", "flops", "params"])
     write_report(bare, {**SETTINGS, "constraint": None}, out)
-    assert check_plots_referenced(out) == {"best_so_far.png", "regret.png"}
+    assert check_plots_referenced(out) == {"best_so_far.png", "regret.png", "regret_time.png"}
     text = out.read_text(encoding="utf-8")
     for skipped in ("pareto_flops", "pareto_latency_ms", "hypervolume"):
         assert f"<li><code>{skipped}</code>" in text
@@ -213,7 +216,7 @@ def test_report_command_reads_trials_parquet(tmp_path, capsys):
     assert main(["report", str(tmp_path), "--top-k", "3"]) == 0
     out = Path(capsys.readouterr().out.strip())
     assert out == tmp_path / "report.html"
-    assert len(check_plots_referenced(out)) == 5
+    assert len(check_plots_referenced(out)) == 6
     assert len(parse(out).tables[2]) == 1 + 3  # header + top 3 architectures
     custom = tmp_path / "elsewhere" / "sweep.html"
     assert main(["report", str(tmp_path), "--out", str(custom)]) == 0

@@ -115,7 +115,11 @@ def test_compare_reports_intervals_and_pairs(small_sweep, capsys):
     printed = json.loads(capsys.readouterr().out)
     bench_best = printed["optimum"]
     assert printed["optimum_source"] == "objective" and bench_best > 90
-    assert printed["searchers"] == {} and printed["pairs"] == {}  # no budget of 25/50/100/200 fits a budget of 8
+    assert set(printed["searchers"]) == {"cds", "optuna", "random"}
+    for per in printed["searchers"].values():
+        assert list(per) == ["8"]  # no budget of 25/50/100/200 fits a budget of 8: the run's own budget
+        assert per["8"]["seeds"] == 2 and per["8"]["ci_low"] <= per["8"]["mean_regret"] <= per["8"]["ci_high"]
+    assert len(printed["pairs"]["8"]) == 3  # every pair of three searchers
     assert len(printed["time"]["seconds"]) == 4
     assert set(printed["time"]["searchers"]) == {"cds", "optuna", "random"}
 
@@ -164,6 +168,38 @@ def test_bootstrap_interval_is_reproducible_and_covers_the_mean():
     low, high = bootstrap_ci(values)
     assert (low, high) == bootstrap_ci(values) and low < sum(values) / 5 < high
     assert bootstrap_ci([2.0]) == (2.0, 2.0)
+
+
+def test_a_multi_objective_sweep_reports_hypervolume_against_the_true_front(ray_local, nb201_table, tmp_path):
+    out = tmp_path / "pareto"
+    run_sweep(sweep_config(nb201_table, out, searchers=["cds_pareto", "optuna", "random"], budget=25, seeds=2,
+                           max_latency=20.0, trade_off="latency_ms"), progress=_Lines([]))
+    trials, settings = load_results(out)
+    assert settings["trade_off"] == "latency_ms"
+    assert settings["hv_reference"] == {"accuracy": 0.0, "latency_ms": 20.0}  # worst accuracy, the limit
+    result = compare(trials, settings)
+    hv = result["hypervolume"]
+    assert hv["scale_source"] == "the true front" and hv["reference"] == [0.0, 20.0]
+    for name in ("cds_pareto", "optuna", "random"):
+        stats = hv["searchers"][name]["25"]
+        assert stats["seeds"] == 2 and 0 < stats["ci_low"] <= stats["mean"] <= stats["ci_high"] <= 1.0
+    assert len(hv["pairs"]["25"]) == 3
+    assert "hypervolume of latency_ms vs the metric" in format_table(result)
+
+
+@pytest.mark.parametrize("fields, message", [
+    ({"searchers": ["cds"], "trade_off": "latency_ms"},
+     "sweep.searchers (with sweep.trade_off): 'cds' is not allowed; allowed values: ['cds_pareto', 'optuna', 'random']"),
+    ({"searchers": ["cds_pareto"]}, "sweep.searchers: 'cds_pareto' needs sweep.trade_off"),
+    ({"searchers": ["random"], "trade_off": "flops"}, "sweep.trade_off: 'flops' is not allowed; allowed values: "
+                                                      "['latency_ms']"),
+])
+def test_multi_objective_settings_are_checked_before_anything_runs(nb201_table, tmp_path, fields, message):
+    from raynas.sweep import SweepPlan
+
+    with pytest.raises(UserError) as err:
+        SweepPlan(sweep_config(nb201_table, tmp_path / "o", **fields))
+    assert message in str(err.value)
 
 
 def test_a_doomed_sweep_writes_nothing_and_starts_no_ray(nb201_table, tmp_path, capsys):

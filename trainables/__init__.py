@@ -17,6 +17,7 @@ from trainables.objective import Objective
 OBJECTIVES = {
     "nb201": "trainables.tabular_benchmark:NB201Objective",
     "supernet": "trainables.subnet_evaluation:SupernetObjective",
+    "ssr": "trainables.ssr_search:SSRObjective",
 }
 
 

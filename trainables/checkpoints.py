@@ -22,33 +22,34 @@ META_FILE = "meta.json"
 CHECKPOINT_PREFIX = "checkpoint_epoch_"
 
 
-def latest_checkpoint(run_dir: str | Path) -> Path | None:
-    """The newest ``checkpoint_epoch_NNNN`` folder of a run directory, or None."""
-    found = sorted(Path(run_dir).glob(f"{CHECKPOINT_PREFIX}*/{CHECKPOINT_FILE}"))
+def latest_checkpoint(run_dir: str | Path, state_file: str = CHECKPOINT_FILE,
+                      prefix: str = CHECKPOINT_PREFIX) -> Path | None:
+    """The newest ``<prefix>NNNN`` folder (holding ``state_file``) of a run directory, or None."""
+    found = sorted(Path(run_dir).glob(f"{prefix}*/{state_file}"))
     return found[-1].parent if found else None
 
 
-def checkpoint_dir(path: str | Path) -> Path:
-    """A checkpoint folder from a checkpoint folder, its ``supernet.pt`` or a run directory."""
+def checkpoint_dir(path: str | Path, state_file: str = CHECKPOINT_FILE) -> Path:
+    """A checkpoint folder from a checkpoint folder, its ``state_file`` or a run directory."""
     path = Path(path).expanduser().resolve()
-    if path.is_file() and path.name == CHECKPOINT_FILE:
+    if path.is_file() and path.name == state_file:
         return path.parent
-    if (path / CHECKPOINT_FILE).is_file():
+    if (path / state_file).is_file():
         return path
-    latest = latest_checkpoint(path) if path.is_dir() else None
+    latest = latest_checkpoint(path, state_file) if path.is_dir() else None
     if latest is None:
-        raise UserError(f"supernet checkpoint {str(path)!r}: expected a folder holding {CHECKPOINT_FILE}, "
+        raise UserError(f"checkpoint {str(path)!r}: expected a folder holding {state_file}, "
                         f"that file, or a run directory with {CHECKPOINT_PREFIX}NNNN/ folders")
     return latest
 
 
-def read_meta(checkpoint_path: str | Path) -> dict[str, Any]:
-    """The ``meta.json`` of a checkpoint (folder, its ``supernet.pt`` or a run directory: latest).
+def read_meta(checkpoint_path: str | Path, state_file: str = CHECKPOINT_FILE) -> dict[str, Any]:
+    """The ``meta.json`` of a checkpoint (folder, its ``state_file`` or a run directory: latest).
 
-    Keys: ``space``, ``space_options``, ``num_classes``, ``ignore_index``,
+    A supernet's: ``space``, ``space_options``, ``num_classes``, ``ignore_index``,
     ``epoch``, ``step``, ``history`` (per-epoch metrics) and the training ``config``.
     """
-    return json.loads((checkpoint_dir(checkpoint_path) / META_FILE).read_text())
+    return json.loads((checkpoint_dir(checkpoint_path, state_file) / META_FILE).read_text())
 
 
 def load_supernet(checkpoint_path: str | Path, map_location: str = "cpu"):
@@ -63,7 +64,9 @@ def load_supernet(checkpoint_path: str | Path, map_location: str = "cpu"):
     return supernet.eval(), meta
 
 
-def write_checkpoint(directory: str | Path, state: dict[str, Any], meta: dict[str, Any]) -> None:
-    """Write ``supernet.pt`` (``state``: model, optimizer, scheduler) and ``meta.json`` into ``directory``."""
-    torch.save(state, Path(directory) / CHECKPOINT_FILE)
+def write_checkpoint(directory: str | Path, state: dict[str, Any], meta: dict[str, Any],
+                     state_file: str = CHECKPOINT_FILE) -> None:
+    """Write ``state_file`` (``state``: model, optimizer, scheduler; ``supernet.pt`` by default) and
+    ``meta.json`` into ``directory``."""
+    torch.save(state, Path(directory) / state_file)
     (Path(directory) / META_FILE).write_text(json.dumps(meta, indent=1))

@@ -39,7 +39,7 @@ class Objective(ABC):
     - ``config``: constant keys every trial config carries;
     - ``default_resources``: what one trial asks the cluster for (``sweep.trial_resources``
       overrides it); a trial given a GPU evaluates on it;
-    - ``costs``: the names ``cost(arch)`` returns.
+    - ``worst_metric``: no architecture scores worse (the hypervolume's reference).
     """
 
     name: ClassVar[str]
@@ -47,6 +47,7 @@ class Objective(ABC):
     metric: ClassVar[str]
     mode: ClassVar[str] = "max"
     penalty: ClassVar[float] = 0.0
+    worst_metric: ClassVar[float] = 0.0
     default_resources: ClassVar[dict[str, float]] = {"CPU": 1}
 
     def __init__(self, settings: Section):
@@ -100,6 +101,18 @@ class Objective(ABC):
         """The best feasible metric reachable, where known (a tabular benchmark); None otherwise."""
         return None
 
+    def reported_costs(self) -> tuple[str, ...]:
+        """The costs every evaluated trial reports (what a multi-objective sweep can trade the metric off against)."""
+        return tuple(self.cost(self.space.min_arch()))
+
+    def worst_cost(self, name: str) -> float | None:
+        """The largest value of cost ``name`` over the space, where known (a hypervolume reference)."""
+        return None
+
+    def pareto_front(self, constraint: Constraint | None, cost: str) -> list[tuple[float, float]] | None:
+        """The true front of (metric, ``cost``) among the architectures ``constraint`` admits, where known."""
+        return None
+
     def record(self) -> dict[str, Any]:
         """What sweep.json, the Parquet metadata and the report show of this objective."""
         return {"benchmark": self.name, "metric": self.metric, "mode": self.mode}
@@ -117,6 +130,12 @@ class Objective(ABC):
     def arch(self, config: Mapping[str, Any]) -> Arch:
         """The architecture inside a trial config."""
         return self.space.from_config(config)
+
+    trains: ClassVar[bool] = False  # a trial reports once (False) or every epoch, with checkpoints (True)
+
+    def trial_function(self):
+        """The Tune function of this objective's trials (called with ``objective=self``)."""
+        return run_trial
 
 
 def run_trial(config: dict, objective: Objective) -> None:

@@ -184,6 +184,43 @@ def score_subnet(config: Mapping[str, Any], checkpoint: str, evaluation: SubnetE
     }
 
 
+def score_noise(checkpoint: str, arch: Mapping[str, Any], evaluation: SubnetEvaluation, draws: int = 5,
+                seed: int = 0) -> dict[str, Any]:
+    """How much ``arch``'s inherited-weight mIoU moves with the images that score it.
+
+    ``draws`` times: recalibrate BN on a random draw of ``calibration_images`` training images
+    and score a random draw of ``val_images`` validation images (the whole split, if
+    ``val_images`` is None, so only the calibration draw varies). Returns the mIoUs, their
+    mean and sample standard deviation.
+    """
+    import random
+
+    from raynas.data import EvalTransform, pad_collate
+
+    device = evaluation.torch_device()
+    supernet, meta = cached_supernet(checkpoint, device)
+    data = evaluation.data(meta)
+    rng = random.Random(seed)
+    train = data.make("train", EvalTransform(data.eval_size), cache=False)
+    val = data.make("val", EvalTransform(data.eval_size), cache=False)
+
+    def batches(dataset, count):
+        indices = sorted(rng.sample(range(len(dataset)), min(count or len(dataset), len(dataset))))
+        return list(torch.utils.data.DataLoader(torch.utils.data.Subset(dataset, indices),
+                                                batch_size=evaluation.batch_size, collate_fn=pad_collate))
+
+    scores = []
+    for _ in range(draws):
+        metric, _, _ = evaluate_arch(supernet, arch, batches(train, evaluation.calibration_images),
+                                     batches(val, evaluation.val_images), meta["num_classes"], meta["ignore_index"],
+                                     device)
+        scores.append(metric.compute()["miou"])
+    mean = sum(scores) / len(scores)
+    std = (sum((x - mean) ** 2 for x in scores) / max(len(scores) - 1, 1)) ** 0.5
+    return {"mious": scores, "mean": mean, "std": std, "draws": draws,
+            "calibration_images": evaluation.calibration_images, "val_images": evaluation.val_images}
+
+
 class SupernetObjective(Objective):
     """Maximise ``miou`` of sub-networks with inherited weights; costs ``flops`` and ``params``.
 
@@ -244,6 +281,14 @@ class SupernetObjective(Objective):
     def latency_cost(self) -> str:
         return "latency_pred_ms" if self.predictor is not None else "latency_ms"
 
+    def reported_costs(self) -> tuple[str, ...]:
+        return tuple(self.cost(self._space.min_arch())) + (("latency_ms",) if self.settings.latency else ())
+
+    def worst_cost(self, name: str) -> float | None:
+        """FLOPs and parameters of the largest sub-network (a measured latency is not known ahead)."""
+        costs = self.cost(self._space.max_arch())
+        return costs.get(name) if name in ("flops", "params") else None
+
     def constraint(self, max_flops: float | None, max_latency: float | None) -> Constraint | None:
         if max_latency is not None and self.predictor is None and self.settings.latency is None:
             raise UserError("sweep.max_latency: needs sweep.latency (measured) or sweep.latency_model (predicted)")
@@ -254,7 +299,8 @@ class SupernetObjective(Objective):
         return self._measured_limit(constraint) or super().admits_some(constraint, samples, seed)
 
     def record(self) -> dict[str, Any]:
-        return {**super().record(), "checkpoint": self.checkpoint, "epoch": self.meta["epoch"], **self.settings.dump()}
+        return {**super().record(), "checkpoint": self.checkpoint, "epoch": self.meta["epoch"],
+                "resolution": self.settings.evaluation.resolution, **self.settings.dump()}
 
 
 def _latency_predictor(path: str | None, space, num_classes: int, latency: LatencySettings | None):
@@ -274,4 +320,4 @@ def _latency_predictor(path: str | None, space, num_classes: int, latency: Laten
 
 
 __all__ = ["SubnetEvaluation", "SupernetObjective", "SupernetSettings", "cached_batches", "cached_supernet",
-           "score_subnet"]
+           "score_noise", "score_subnet"]

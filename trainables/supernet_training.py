@@ -157,7 +157,7 @@ def train_loop_per_worker(config: dict) -> None:
         model.train()
         sums = torch.zeros(3, dtype=torch.float64, device=device)  # loss_max, loss_distill, CPU seconds
         started, cpu_started, images = time.perf_counter(), time.process_time(), 0
-        batches = _cycle(loader, sampler, epoch)
+        batches = cycle(loader, sampler, epoch)
         progress.start_epoch()
         for done in range(1, steps_per_epoch + 1):
             image, label = next(batches)
@@ -224,7 +224,7 @@ def train_loop_per_worker(config: dict) -> None:
             ray.train.report(metrics, checkpoint=saved, checkpoint_dir_name=f"{CHECKPOINT_PREFIX}{epoch + 1:04d}")
 
 
-def _cycle(loader, sampler, epoch: int):
+def cycle(loader, sampler, epoch: int):
     """Batches of ``loader`` without end; each new pass reshuffles (``sampler`` epoch advances)."""
     passes = 0
     while True:
@@ -272,4 +272,4 @@ def train_supernet(config: SupernetTrainingConfig | Mapping[str, Any], resume: s
 
 
 __all__ = ["train_loop_per_worker", "train_supernet", "sandwich", "distillation_loss", "warmup_poly",
-           "make_optimizer"]
+           "make_optimizer", "cycle"]

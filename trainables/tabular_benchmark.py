@@ -70,9 +70,26 @@ class NB201Objective(Objective):
             raise UserError("sweep.max_latency: needs sweep.latency_column (the table column it bounds)")
         return super().constraint(max_flops, max_latency)
 
+    def _admitted(self, constraint: Constraint | None) -> list[dict]:
+        return [row for _, row in self.bench.rows() if constraint is None or constraint.admits(row)]
+
     def optimum(self, constraint: Constraint | None) -> float:
         """The table's best accuracy among the cells ``constraint`` admits."""
-        return max(row["accuracy"] for _, row in self.bench.rows() if constraint is None or constraint.admits(row))
+        return max(row["accuracy"] for row in self._admitted(constraint))
+
+    def worst_cost(self, name: str) -> float | None:
+        return max(row[name] for _, row in self.bench.rows()) if name in self.reported_costs() else None
+
+    def pareto_front(self, constraint: Constraint | None, cost: str) -> list[tuple[float, float]] | None:
+        """The table's non-dominated (accuracy, ``cost``) pairs among the cells ``constraint`` admits."""
+        if cost not in self.reported_costs():
+            return None
+        front, best = [], -float("inf")
+        for row in sorted(self._admitted(constraint), key=lambda r: (r[cost], -r["accuracy"])):
+            if row["accuracy"] > best:
+                front.append((row["accuracy"], row[cost]))
+                best = row["accuracy"]
+        return front
 
     def record(self) -> dict[str, Any]:
         return {**super().record(), **self.bench.settings, "eval_seconds": self.settings.eval_seconds}

@@ -3,10 +3,14 @@
 1. train a small weight-sharing supernet with Ray Train (CamVid when its
    folder exists, else the generated set — said loudly);
 2. sweep CDS, regularized evolution, Optuna, Nevergrad and random search
-   over it as Ray Tune trials, each sub-network scored by mIoU with inherited
-   weights and its latency measured by the latency actors (on nodes with the
-   ``arm`` resource, else locally, as the results say);
-3. write the report.
+   over it, all at once as one Ray Tune experiment, each sub-network scored
+   by mIoU with inherited weights and its latency measured by the latency
+   actors (on nodes with the ``arm`` resource, else locally, as the results
+   say); then measure how much one sub-network's score moves with the images
+   that score it;
+3. fine-tune the best sub-network with Ray Train, export it to ONNX and
+   measure it: the model a user ships;
+4. write the report, the final model on its first screen.
 
 Running it again on the same ``--out`` continues what is there: a finished
 step is skipped, an interrupted one resumes (nothing is evaluated twice).
@@ -17,18 +21,21 @@ runs the same job at scale.
 from __future__ import annotations
 
 import argparse
+import json
 import time
 from pathlib import Path
 from typing import Any, Mapping
 
 NAME = "demo"
-HELP = "the main job: train a supernet, sweep five searchers over it with measured latency, write the report"
-SECTIONS = ("supernet", "sweep", "report")
+HELP = ("the main job: train a supernet, sweep five searchers over it with measured latency, fine-tune and export "
+        "the winner, write the report")
+SECTIONS = ("supernet", "sweep", "finetune", "report")
+STEPS = 4
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--config", default="configs/demo.yaml", help="demo YAML (default configs/demo.yaml)")
-    parser.add_argument("--out", default="runs/demo", help="where the supernet, sweep and report go")
+    parser.add_argument("--out", default="runs/demo", help="where the supernet, sweep, model and report go")
     parser.add_argument("--address", default=None,
                         help="Ray cluster to join (default: RAY_ADDRESS, else a running cluster, else a local Ray)")
     parser.add_argument("--data-root", dest="data_root", default=None,
@@ -37,7 +44,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def read_demo_config(path: str | Path) -> dict[str, Any]:
-    """The ``supernet`` (train-supernet schema), ``sweep`` (SweepConfig fields) and ``report`` sections."""
+    """The ``supernet`` (train-supernet schema), ``sweep``, ``finetune`` and ``report`` sections."""
     from raynas.settings import read_sections
 
     data = read_sections(path, SECTIONS)
@@ -65,30 +72,46 @@ def choose_data(data: dict[str, Any], root: str | None, log) -> dict[str, Any]:
     return {"dataset": "synthetic", "crop_size": data.get("crop_size", 64)}
 
 
-def train(config: dict[str, Any], out: Path, log) -> Path:
+def train(cfg, out: Path, log) -> Path:
     """Train (or finish training) the supernet; returns its last checkpoint."""
     from raynas.progress import Progress
-    from raynas.training_config import SupernetTrainingConfig
     from trainables.checkpoints import latest_checkpoint, read_meta
     from trainables.supernet_training import train_supernet
 
-    cfg = SupernetTrainingConfig.load({**config, "run": {"storage_path": str(out), "name": "supernet"}})
     run_dir = out / "supernet"
     done = latest_checkpoint(run_dir)
     if done is not None and read_meta(done)["epoch"] >= cfg.training.epochs:
-        log(f"demo: 1/3 supernet already trained ({done})")
+        log(f"demo: 1/{STEPS} supernet already trained ({done})")
         return done
-    log(f"demo: 1/3 training the supernet on Ray Train: {cfg.scaling.num_workers} worker(s), "
+    log(f"demo: 1/{STEPS} training the supernet on Ray Train: {cfg.scaling.num_workers} worker(s), "
         f"{cfg.training.epochs} epochs of {cfg.training.steps_per_epoch} sandwich steps, data {cfg.data.dataset}")
     started = time.time()
-    result = train_supernet(cfg, progress=Progress(prefix="demo: 1/3 "))
+    result = train_supernet(cfg, progress=Progress(prefix=f"demo: 1/{STEPS} "))
     if result.error is not None:
         raise RuntimeError(f"supernet training failed: {result.error}")
-    history = read_meta(latest_checkpoint(run_dir))["history"]
-    last = history[-1] if history else {}
-    log(f"demo: 1/3 supernet trained in {time.time() - started:.0f} s; last epoch: "
-        + ", ".join(f"{k} {v:.3f}" for k, v in last.items() if isinstance(v, float)))
+    last = read_meta(latest_checkpoint(run_dir))["history"][-1]
+    log(f"demo: 1/{STEPS} supernet trained in {time.time() - started:.0f} s: max sub-network val mIoU "
+        f"{last['val_miou_max']:.3f}, min {last['val_miou_min']:.3f}")
     return latest_checkpoint(run_dir)
+
+
+def measure_noise(sweep_dir: Path, trials, settings: Mapping[str, Any], log) -> dict:
+    """How much the best sub-network's score moves with its images (once; kept in the sweep folder)."""
+    from raynas.sweep_folder import SweepFolder
+    from trainables.subnet_evaluation import SubnetEvaluation, score_noise
+
+    folder = SweepFolder(sweep_dir)
+    if folder.noise_file.is_file():
+        return json.loads(folder.noise_file.read_text())
+    rows = trials[trials["feasible"] & ~trials["repeat"]]
+    best = rows.sort_values(settings["metric"]).iloc[-1]
+    arch = {d: best[f"config/{d}"] for d in settings["dimensions"]}
+    noise = score_noise(settings["checkpoint"], arch, SubnetEvaluation.load(settings["evaluation"])) | {
+        "arch_id": best["arch_id"]}
+    folder.noise_file.write_text(json.dumps(noise, indent=1))
+    log(f"demo: 2/{STEPS} the best sub-network's mIoU moves by std {noise['std']:.4f} with the scoring images "
+        f"(5 draws); the sweep's sub-networks spread by std {rows[settings['metric']].std():.4f}")
+    return noise
 
 
 def run(args: argparse.Namespace) -> int:
@@ -100,6 +123,7 @@ def run(args: argparse.Namespace) -> int:
     from raynas.sweep import run_sweep
     from raynas.sweep_folder import SweepFolder
     from raynas.training_config import SupernetTrainingConfig
+    from trainables.finetune import FinetunePlan, FinetuneSettings
 
     log = print
     sections = read_demo_config(args.config)
@@ -108,24 +132,34 @@ def run(args: argparse.Namespace) -> int:
     supernet["data"] = choose_data(supernet.get("data", {}), args.data_root, log)
     sweep_dir = out / "sweep"
     # validate everything before starting anything
+    training = SupernetTrainingConfig.load({**supernet, "run": {"storage_path": str(out), "name": "supernet"}})
     fields = {**sections["sweep"], "benchmark": "supernet", "supernet": str(out / "supernet"), "out": str(sweep_dir)}
     if isinstance(fields.get("latency"), Mapping):  # the demo keeps its latency cache beside its results
         fields["latency"] = {"cache_dir": str(out / "latency_cache"), **fields["latency"]}
-    SupernetTrainingConfig.load({**supernet, "run": {"storage_path": str(out), "name": "supernet"}})
     sweep = SweepConfig.load(fields)
+    finetune = FinetuneSettings.load(sections["finetune"])
+    top_k = sections["report"].get("top_k", 10)
     started = time.time()
     connect(args.address, args.verbose)
     out.mkdir(parents=True, exist_ok=True)
     quiet_ray_logs(str(out / "raynas.log"), args.verbose)
-    checkpoint = train(supernet, out, log)
+
+    checkpoint = train(training, out, log)
     sweep = sweep.updated({"supernet": str(checkpoint)})
     resume = SweepFolder(sweep_dir).exists()
-    log(f"demo: 2/3 {'continuing' if resume else 'running'} the sweep: {', '.join(sweep.searchers)}; "
+    log(f"demo: 2/{STEPS} {'continuing' if resume else 'running'} the sweep: {', '.join(sweep.searchers)}; "
         f"{sweep.budget} feasible sub-networks each, {sweep.seeds} seed(s)")
-    trials = run_sweep(sweep, resume=resume, verbose=args.verbose, progress=Progress(prefix="demo: 2/3 "))
-    df, settings = load_results(trials)
-    report = write_report(df, settings, out / "report.html", top_k=int(sections["report"].get("top_k", 10)),
-                          source=str(trials))
-    log(f"demo: 3/3 report: {report}")
-    log(f"demo: done in {time.time() - started:.0f} s; trials table {trials}")
+    trials_file = run_sweep(sweep, resume=resume, verbose=args.verbose, progress=Progress(prefix=f"demo: 2/{STEPS} "))
+    trials, settings = load_results(trials_file)
+    noise = measure_noise(sweep_dir, trials, settings, log)
+
+    log(f"demo: 3/{STEPS} fine-tuning the best sub-network on Ray Train, then ONNX export and latency")
+    models = FinetunePlan(sweep_dir, finetune).run(Progress(prefix=f"demo: 3/{STEPS} "))
+    report = write_report(trials, settings, out / "report.html", top_k=top_k, source=str(trials_file),
+                          models=models, noise=noise)
+    model = models[0]
+    log(f"demo: 4/{STEPS} report: {report}")
+    log(f"demo: done in {time.time() - started:.0f} s. The model: val mIoU {model['val_miou']:.3f} "
+        f"(inherited {model['inherited_miou']:.3f}), {model['flops'] / 1e9:.3f} GMACs at {model['resolution']}, "
+        f"latency {model['latency']['latency_ms']:.2f} ms -> {model['files']['onnx']}")
     return 0

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import json
 from pathlib import Path
 
 from raynas.errors import UserError, check_positive
@@ -22,11 +23,16 @@ def run(args: argparse.Namespace) -> int:
     if not args.dir.is_dir():
         raise UserError(f"{args.dir}: no such sweep directory")
     from analysis.report import write_report
-    from analysis.results import load_results
+    from analysis.results import load_epochs, load_results
+    from raynas.sweep_folder import SweepFolder
+    from trainables.finetune import finetuned_models
 
-    trials, settings = load_results(args.dir)  # an interrupted sweep: read from Tune's experiments
+    trials, settings = load_results(args.dir)  # an interrupted sweep: read from its journal and saved state
     if trials.empty:
         raise UserError(f"{args.dir}: the sweep has no trials yet")
-    path = write_report(trials, settings, args.out or args.dir / "report.html", top_k=args.top_k, source=str(args.dir))
+    folder = SweepFolder(args.dir)
+    noise = json.loads(folder.noise_file.read_text()) if folder.noise_file.is_file() else None
+    path = write_report(trials, settings, args.out or args.dir / "report.html", top_k=args.top_k, source=str(args.dir),
+                        models=finetuned_models(folder.finetune), noise=noise, epochs=load_epochs(args.dir))
     print(path)
     return 0

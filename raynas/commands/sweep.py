@@ -33,7 +33,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--seeds", type=int, help="seeds 0..K-1 per searcher (default 1)")
     parser.add_argument("--out", help="the sweep directory")
     parser.add_argument("--max-concurrent-trials", dest="max_concurrent_trials", type=int,
-                        help="trials in flight per run (default 2)")
+                        help="trials in flight per run (default: no limit of its own, a fair share)")
     parser.add_argument("--max-concurrent-total", dest="max_concurrent_total", type=int,
                         help="trials in flight in the whole sweep (default: as many as the cluster runs)")
     parser.add_argument("--trial-resources", dest="trial_resources", type=json.loads,

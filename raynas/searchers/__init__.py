@@ -11,7 +11,8 @@ from raynas.errors import UserError, check_choice, check_whole
 from raynas.searchers.base import ArchSearcher
 from search_spaces.base import SearchSpace
 
-SEARCHER_NAMES = ("cds", "cds_uniform", "evolution", "optuna", "nevergrad", "random")
+SEARCHER_NAMES = ("cds", "cds_uniform", "cds_pareto", "evolution", "optuna", "nevergrad", "random")
+MULTI_OBJECTIVE = ("cds_pareto", "optuna", "random")  # those that take several metrics
 
 
 def make_searcher(name: str, space: SearchSpace, constraint: Constraint | None, metric: str | Sequence[str],
@@ -20,27 +21,34 @@ def make_searcher(name: str, space: SearchSpace, constraint: Constraint | None, 
 
     ``options`` go to the searcher (e.g. ``population_size`` for evolution,
     ``candidates_per_round`` for CDS, ``optimizer`` for nevergrad).
-    ``cds_uniform`` is CDS with the paper's uniform sampling inside a block.
-    ``budget`` (feasible evaluations) sizes searchers that plan for it (Nevergrad).
+    ``cds_uniform`` is CDS with the paper's uniform sampling inside a block (and
+    the paper's random restarts). ``metric``/``mode`` lists ask for a multi-objective
+    search (``MULTI_OBJECTIVE``). ``budget`` (feasible evaluations) sizes searchers that
+    plan for it (Nevergrad).
     """
     check_choice("searcher", name, SEARCHER_NAMES)
     check_whole("budget", budget, 1)
+    several = not isinstance(metric, str)
+    if several and name not in MULTI_OBJECTIVE:
+        raise UserError(f"searcher {name!r} optimises one metric, got {list(metric)}; "
+                        f"for several use one of {list(MULTI_OBJECTIVE)}")
+    if not several and name == "cds_pareto":
+        raise UserError("searcher 'cds_pareto' optimises several metrics: give sweep.trade_off (e.g. latency_ms)")
     if name in ("optuna", "nevergrad"):
         from raynas.searchers import external
 
         inner = (external.optuna_search(metric, mode, seed, **options) if name == "optuna"
                  else external.nevergrad_search(metric, mode, seed, budget, **options))
     else:
-        if not isinstance(metric, str):
-            raise UserError(f"searcher {name!r} optimises one metric; got {list(metric)} (use optuna for several)")
         from raynas.searchers.cds import CoordinateDescentSearch
         from raynas.searchers.evolution import RegularizedEvolution
+        from raynas.searchers.pareto_cds import ParetoCoordinateDescent
         from raynas.searchers.random_search import RandomSearch
 
         cls = {"cds": CoordinateDescentSearch, "cds_uniform": CoordinateDescentSearch,
-               "evolution": RegularizedEvolution, "random": RandomSearch}[name]
+               "cds_pareto": ParetoCoordinateDescent, "evolution": RegularizedEvolution, "random": RandomSearch}[name]
         if name == "cds_uniform":
-            options = {"sampler": "uniform", "start_samples": 1, **options}
+            options = {"sampler": "uniform", "start_samples": 1, "restart": "random", **options}
         try:
             inner = cls(space, cost, constraint, metric=metric, mode=mode, seed=seed, **options)
         except TypeError as err:
@@ -48,4 +56,4 @@ def make_searcher(name: str, space: SearchSpace, constraint: Constraint | None, 
     return inner
 
 
-__all__ = ["SEARCHER_NAMES", "ArchSearcher", "make_searcher"]
+__all__ = ["MULTI_OBJECTIVE", "SEARCHER_NAMES", "ArchSearcher", "make_searcher"]

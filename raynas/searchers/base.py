@@ -30,7 +30,8 @@ class ArchSearcher(Searcher):
 
     Subclasses implement ``_propose() -> Arch | None | Searcher.FINISHED`` and
     ``_observe(arch, score)``; scores are "higher is better" (negated for ``mode="min"``),
-    ``-inf`` for a failed trial. ``STATE`` names the attributes saved besides the base ones.
+    ``-inf`` for a failed trial: a float for one metric, a tuple for several
+    (``metric`` and ``mode`` lists). ``STATE`` names the attributes saved besides the base ones.
     """
 
     STATE: tuple[str, ...] = ()
@@ -41,12 +42,14 @@ class ArchSearcher(Searcher):
         space: SearchSpace,
         cost: CostFn,
         constraint: Constraint | None = None,
-        metric: str | None = None,
-        mode: str = "max",
+        metric: str | list[str] | None = None,
+        mode: str | list[str] = "max",
         seed: int = 0,
         max_tries: int = 20_000,
     ):
-        super().__init__(metric=metric, mode=check_choice("mode", mode, ("min", "max")))
+        for each in [mode] if isinstance(mode, str) else mode:
+            check_choice("mode", each, ("min", "max"))
+        super().__init__(metric=metric, mode=mode)
         self.space = space
         self.cost = cost
         self.constraint = constraint
@@ -78,12 +81,19 @@ class ArchSearcher(Searcher):
         arch = self.pending.pop(trial_id, None)
         if arch is None:
             return
-        score = -math.inf
-        if not error and result and self.metric in result and result[self.metric] is not None:
-            value = float(result[self.metric])
-            score = value if self.mode == "max" else -value
+        score = self.score(None if error else result)
         self.history.append((self.space.arch_id(arch), score))
         self._observe(trial_id, arch, score)
+
+    def score(self, result: Optional[dict]):
+        """``result`` as "higher is better": a float, or a tuple for several metrics; ``-inf`` where missing."""
+        single = isinstance(self.metric, str)
+        values = []
+        for metric, mode in zip([self.metric] if single else self.metric, [self.mode] if single else self.mode):
+            value = (result or {}).get(metric)
+            value = -math.inf if value is None else float(value) if mode == "max" else -float(value)
+            values.append(value)
+        return values[0] if single else tuple(values)
 
     def save(self, checkpoint_path: str) -> None:
         with open(checkpoint_path, "wb") as f:

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from ray.tune.search import Searcher
 
-from raynas.errors import check_positive
+from raynas.errors import check_whole
 from raynas.searchers.base import ArchSearcher
 
 
@@ -22,9 +22,9 @@ class RegularizedEvolution(ArchSearcher):
 
     def __init__(self, *args, population_size: int = 20, sample_size: int = 5, mutation_tries: int = 50, **kwargs):
         super().__init__(*args, **kwargs)
-        self.population_size = int(check_positive("evolution population_size", population_size))
-        self.sample_size = int(check_positive("evolution sample_size", sample_size))
-        self.mutation_tries = mutation_tries
+        self.population_size = check_whole("evolution population_size", population_size, 1)
+        self.sample_size = check_whole("evolution sample_size", sample_size, 1)
+        self.mutation_tries = check_whole("evolution mutation_tries", mutation_tries, 1)
         self.population: list[tuple[dict, float]] = []  # (arch, score), oldest first
         self.random_issued = 0
 

@@ -1,0 +1,143 @@
+"""Fine-tuning a sweep's winners: better than the inherited weights, an ONNX model that matches, resume, ASHA."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+import torch
+
+from analysis.results import write_trials
+from raynas.cli import main
+from raynas.config import SweepConfig
+from raynas.errors import UserError
+from raynas.progress import Progress
+from raynas.sweep import run_sweep
+from trainables.finetune import FinetunePlan, FinetuneSettings
+
+REPO = Path(__file__).resolve().parent.parent
+TINY = {"epochs": 3, "steps_per_epoch": 8, "batch_size": 4, "lr": 2e-3}
+
+
+def quiet() -> Progress:
+    return Progress(stream=open(os.devnull, "w"))
+
+
+@pytest.fixture(scope="module")
+def supernet_sweep(tiny_supernet, ray_local, tmp_path_factory) -> Path:
+    """A small sweep over the tiny supernet: two sub-networks of CDS."""
+    out = tmp_path_factory.mktemp("ft") / "sweep"
+    run_sweep(SweepConfig.load({"benchmark": "supernet", "supernet": tiny_supernet.checkpoint, "searchers": ["cds"],
+                                "budget": 2, "out": str(out),
+                                "searcher_options": {"cds": {"start_samples": 2}},
+                                "evaluation": {"calibration_images": 8, "val_images": 16, "resolution": 128},
+                                "latency": {"resolution": 64, "warmup": 1, "repeats": 3,
+                                            "cache_dir": str(out.parent / "latency")}}), progress=quiet())
+    return out
+
+
+def test_finetuning_beats_the_inherited_weights_and_exports_a_matching_onnx_model(supernet_sweep, tmp_path):
+    import onnxruntime
+
+    from search_spaces import get_space
+
+    # long enough to get past the first steps' collapse onto the frequent classes; without distillation, since
+    # the tiny supernet's largest sub-network is no teacher yet (it trained 16 steps)
+    settings = FinetuneSettings.load({"recipe": {**TINY, "steps_per_epoch": 20, "batch_size": 8, "lr": 5e-3,
+                                                 "distill": False},
+                                      "scaling": {"num_workers": 2, "resources_per_worker": {"CPU": 1}},
+                                      "evaluation": {"calibration_images": 8, "val_images": 16},
+                                      "out": str(tmp_path / "models")})
+    (metrics,) = FinetunePlan(supernet_sweep, settings).run(quiet())
+    assert metrics["val_miou"] > metrics["inherited_miou"] > 0  # fine-tuning improved on the sweep's score
+    assert [h["epoch"] for h in metrics["history"]] == [1, 2, 3]
+    assert metrics["resolution"] == 128 and metrics["flops"] > 0 and metrics["latency"]["latency_ms"] > 0
+    assert set(metrics["per_class_iou"]) >= {"sky", "road", "car"}
+    folder = tmp_path / "models" / metrics["arch_id"]
+    assert json.loads((folder / "metrics.json").read_text())["val_miou"] == metrics["val_miou"]
+    # the exported ONNX model computes what the PyTorch module does
+    space = get_space(metrics["space"], head_channels=32)
+    model = space.build_model(metrics["arch"], 11)
+    model.load_state_dict(torch.load(folder / "model.pt", weights_only=True))
+    model.eval()
+    image = torch.randn(1, 3, 128, 128)
+    with torch.no_grad():
+        expected = model(image).numpy()
+    session = onnxruntime.InferenceSession(str(folder / "model.onnx"), providers=["CPUExecutionProvider"])
+    (got,) = session.run(None, {"image": image.numpy()})
+    assert np.abs(got - expected).max() <= 1e-4
+    # the sweep's best sub-network was the one fine-tuned
+    trials = pd.read_parquet(supernet_sweep / "trials.parquet")
+    assert metrics["arch_id"] == trials.sort_values("miou").iloc[-1]["arch_id"]
+
+
+@pytest.mark.slow  # ~2 min on 2 cores: a fine-tuning run killed, then resumed
+def test_a_killed_finetuning_resumes_from_its_checkpoint(supernet_sweep, tmp_path):
+    out = tmp_path / "models"
+    config = tmp_path / "ft.yaml"
+    config.write_text(json.dumps({"finetune": {
+        "recipe": {**TINY, "epochs": 4}, "out": str(out), "scaling": {"num_workers": 1},
+        "evaluation": {"calibration_images": 8, "val_images": 8}}}))
+    proc = subprocess.Popen([sys.executable, "-m", "raynas", "finetune", str(supernet_sweep), "--config", str(config)],
+                            cwd=REPO, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
+                            start_new_session=True)
+    try:
+        deadline = time.time() + 300
+        while not list(out.glob("*/train/checkpoint_epoch_0002/finetune.pt")):
+            assert proc.poll() is None, proc.stderr.read()
+            assert time.time() < deadline, "no checkpoint in time"
+            time.sleep(0.5)
+    finally:
+        os.killpg(proc.pid, signal.SIGKILL)
+        proc.wait()
+    (first,) = [json.loads(p.read_text()) for p in out.glob("*/train/checkpoint_epoch_0002/meta.json")]
+    assert main(["finetune", str(supernet_sweep), "--config", str(config)]) == 0
+    (metrics,) = [json.loads(p.read_text()) for p in out.glob("*/metrics.json")]
+    assert [h["epoch"] for h in metrics["history"]] == [1, 2, 3, 4]
+    assert metrics["history"][:2] == first["history"]  # epochs 1-2 came from the checkpoint, not trained again
+
+
+@pytest.mark.slow  # ~2-3 min on 2 cores: four Tune trials, each a Ray Train run
+def test_asha_stops_poor_recipes_early(supernet_sweep, tmp_path):
+    settings = FinetuneSettings.load({
+        "recipe": {**TINY, "steps_per_epoch": 4}, "scaling": {"num_workers": 1},
+        "evaluation": {"calibration_images": 4, "val_images": 8}, "out": str(tmp_path / "models"),
+        "search": {"num_samples": 4, "epochs": [4], "lr": [1e-5, 1e-2], "grace_period": 1, "reduction_factor": 2}})
+    (metrics,) = FinetunePlan(supernet_sweep, settings).run(quiet())
+    searched = metrics["searched_recipe"]
+    assert set(searched) == {"lr", "weight_decay", "epochs", "distill"}
+    from ray.tune import ExperimentAnalysis
+
+    frame = ExperimentAnalysis(str(tmp_path / "models" / metrics["arch_id"] / "search")).dataframe()
+    assert len(frame) == 4 and frame["training_iteration"].min() < 4  # ASHA stopped some before 4 epochs
+    assert frame["training_iteration"].max() == 4 == metrics["epochs"]  # the best one ran to the end
+
+
+def test_bad_sweeps_are_one_clear_error_before_anything_runs(supernet_sweep, nb201_table, tmp_path, capsys):
+    trials = pd.read_parquet(supernet_sweep / "trials.parquet")
+    settings = json.loads((supernet_sweep / "sweep.json").read_text())
+    nothing = tmp_path / "nothing"
+    nothing.mkdir()
+    write_trials(trials.assign(feasible=False), nothing / "trials.parquet", settings)
+    with pytest.raises(UserError, match="no feasible evaluated sub-network to fine-tune"):
+        FinetunePlan(nothing, FinetuneSettings())
+    gone = tmp_path / "gone"
+    gone.mkdir()
+    write_trials(trials, gone / "trials.parquet", {**settings, "checkpoint": str(tmp_path / "deleted")})
+    assert main(["finetune", str(gone)]) == 2
+    assert "checkpoint" in capsys.readouterr().err and not (gone / "finetune").exists()
+    nb201 = tmp_path / "nb201"
+    nb201.mkdir()
+    write_trials(trials, nb201 / "trials.parquet", {**settings, "benchmark": "nb201"})
+    with pytest.raises(UserError, match="fine-tuning needs sub-networks with weights"):
+        FinetunePlan(nb201, FinetuneSettings())
+    with pytest.raises(UserError, match="finetune.recipe.epochs: must be a whole number >= 1; got 0"):
+        FinetuneSettings.load({"recipe": {"epochs": 0}})
