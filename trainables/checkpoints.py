@@ -38,7 +38,8 @@ def checkpoint_dir(path: str | Path, state_file: str = CHECKPOINT_FILE) -> Path:
         return path
     latest = latest_checkpoint(path, state_file) if path.is_dir() else None
     if latest is None:
-        raise UserError(f"checkpoint {str(path)!r}: expected a folder holding {state_file}, "
+        what = "supernet checkpoint" if state_file == CHECKPOINT_FILE else "checkpoint"
+        raise UserError(f"{what} {str(path)!r}: expected a folder holding {state_file}, "
                         f"that file, or a run directory with {CHECKPOINT_PREFIX}NNNN/ folders")
     return latest
 
@@ -70,3 +71,23 @@ def write_checkpoint(directory: str | Path, state: dict[str, Any], meta: dict[st
     ``meta.json`` into ``directory``."""
     torch.save(state, Path(directory) / state_file)
     (Path(directory) / META_FILE).write_text(json.dumps(meta, indent=1))
+
+
+def resume_training(config: dict, model: torch.nn.Module, optimizer, scheduler,
+                    state_file: str = CHECKPOINT_FILE) -> dict[str, Any] | None:
+    """Inside a Ray Train worker: load the run's own checkpoint (Ray Train restoring it), else
+    ``config["resume_from"]``, into ``model``, ``optimizer`` and ``scheduler``; its meta, or None to start fresh."""
+    import ray.train
+
+    checkpoint = ray.train.get_checkpoint()
+    if checkpoint is None and config.get("resume_from"):
+        checkpoint = ray.train.Checkpoint(config["resume_from"])
+    if checkpoint is None:
+        return None
+    with checkpoint.as_directory() as directory:
+        state = torch.load(Path(directory) / state_file, map_location="cpu", weights_only=True)
+        meta = read_meta(directory, state_file)
+    model.load_state_dict(state["model"])
+    optimizer.load_state_dict(state["optimizer"])
+    scheduler.load_state_dict(state["scheduler"])
+    return meta

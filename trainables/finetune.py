@@ -136,9 +136,9 @@ def finetune_loop(config: dict) -> None:
     from torch.utils.data import DataLoader, DistributedSampler
 
     from raynas.data import pad_collate
-    from trainables.checkpoints import read_meta, write_checkpoint
+    from trainables.checkpoints import resume_training, write_checkpoint
     from trainables.recalibration import preserved_bn_statistics, recalibrate_bn
-    from trainables.supernet_training import cycle, distillation_loss, make_optimizer, warmup_poly
+    from trainables.supernet_training import cycle, distillation_loss, optimizer_and_schedule
 
     recipe = Recipe.load(config["recipe"])
     data = DataSection.load(config["data"])
@@ -168,19 +168,9 @@ def finetune_loop(config: dict) -> None:
         batch_size=evaluation.batch_size, collate_fn=pad_collate))
 
     start_epoch, step, history, inherited = 0, 0, [], None
-    optimizer = make_optimizer(student, recipe)
-    scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda s: warmup_poly(
-        s, total, recipe.warmup_steps, recipe.warmup_ratio, recipe.poly_power))
-    checkpoint = ray.train.get_checkpoint()
-    if checkpoint is None and config.get("resume_from"):
-        checkpoint = ray.train.Checkpoint(config["resume_from"])
-    if checkpoint is not None:
-        with checkpoint.as_directory() as directory:
-            state = torch.load(Path(directory) / STATE_FILE, map_location="cpu", weights_only=True)
-            saved = read_meta(directory, STATE_FILE)
-        student.load_state_dict(state["model"])
-        optimizer.load_state_dict(state["optimizer"])
-        scheduler.load_state_dict(state["scheduler"])
+    optimizer, scheduler = optimizer_and_schedule(student, recipe, total)
+    saved = resume_training(config, student, optimizer, scheduler, STATE_FILE)
+    if saved is not None:
         start_epoch, step, history, inherited = saved["epoch"], saved["step"], saved["history"], saved["inherited"]
     elif not config["from_scratch"]:  # what the sweep measured: inherited weights, BN recalibrated
         with preserved_bn_statistics(student):

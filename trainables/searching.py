@@ -1,8 +1,8 @@
 """Searches that train: an ``Objective`` whose trial is a whole search run, epoch by epoch.
 
 A differentiable search (SSR, ``trainables.ssr_search``) or a progressive
-shrinking (HR-NAS, ``trainables.shrinking_search``) trains a supernet and its
-architecture parameters together and ends with one discrete architecture. In
+shrinking (HR-NAS, next) trains a supernet and its architecture parameters
+together and ends with one discrete architecture. In
 a sweep such a method is an objective like any other: its ``space`` is the
 method's *hyperparameters* (so any Tune searcher — random, Optuna, CDS —
 proposes them), and one trial is one search run:

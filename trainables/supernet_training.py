@@ -43,7 +43,7 @@ import torch.nn.functional as F
 from raynas.errors import UserError
 from raynas.progress import Progress, ProgressBoard, WorkerProgress, follow, render_training
 from raynas.training_config import SupernetTrainingConfig
-from trainables.checkpoints import CHECKPOINT_FILE, CHECKPOINT_PREFIX, checkpoint_dir, read_meta, write_checkpoint
+from trainables.checkpoints import CHECKPOINT_PREFIX, checkpoint_dir, resume_training, write_checkpoint
 from trainables.recalibration import evaluate_arch
 
 # --- pieces of a step ---------------------------------------------------------------
@@ -75,6 +75,15 @@ def warmup_poly(step: int, total_steps: int, warmup_steps: int, warmup_ratio: fl
     if step < warmup_steps:
         factor *= 1 - (1 - step / warmup_steps) * (1 - warmup_ratio)
     return factor
+
+
+def optimizer_and_schedule(model: torch.nn.Module, training, total_steps: int):
+    """``(optimizer, scheduler)``: ``make_optimizer`` with the ``warmup_poly`` schedule over ``total_steps``
+    (``training``: a section with the optimiser and schedule fields, such as the supernet's or a recipe)."""
+    optimizer = make_optimizer(model, training)
+    scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda s: warmup_poly(
+        s, total_steps, training.warmup_steps, training.warmup_ratio, training.poly_power))
+    return optimizer, scheduler
 
 
 def make_optimizer(model: torch.nn.Module, training) -> torch.optim.AdamW:
@@ -125,21 +134,10 @@ def train_loop_per_worker(config: dict) -> None:
 
     space = get_space(cfg.space, **cfg.space_options)
     supernet = space.build_supernet(num_classes)
-    optimizer = make_optimizer(supernet, training)
-    scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda s: warmup_poly(
-        s, total_steps, training.warmup_steps, training.warmup_ratio, training.poly_power))
-
+    optimizer, scheduler = optimizer_and_schedule(supernet, training, total_steps)
     start_epoch, step, history = 0, 0, []
-    checkpoint = ray.train.get_checkpoint()
-    if checkpoint is None and config.get("resume_from"):
-        checkpoint = ray.train.Checkpoint(config["resume_from"])
-    if checkpoint is not None:
-        with checkpoint.as_directory() as directory:
-            state = torch.load(Path(directory) / CHECKPOINT_FILE, map_location="cpu", weights_only=True)
-            saved_meta = read_meta(directory)
-        supernet.load_state_dict(state["model"])
-        optimizer.load_state_dict(state["optimizer"])
-        scheduler.load_state_dict(state["scheduler"])
+    saved_meta = resume_training(config, supernet, optimizer, scheduler)
+    if saved_meta is not None:
         start_epoch, step, history = saved_meta["epoch"], saved_meta["step"], saved_meta["history"]
 
     model = ray.train.torch.prepare_model(supernet, parallel_strategy_kwargs={"find_unused_parameters": True})
@@ -272,4 +270,4 @@ def train_supernet(config: SupernetTrainingConfig | Mapping[str, Any], resume: s
 
 
 __all__ = ["train_loop_per_worker", "train_supernet", "sandwich", "distillation_loss", "warmup_poly",
-           "make_optimizer", "cycle"]
+           "optimizer_and_schedule", "make_optimizer", "cycle"]

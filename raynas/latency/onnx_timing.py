@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import Annotated, Any, ClassVar, Sequence
 
 import numpy as np
-from pydantic import BeforeValidator, ConfigDict
+from pydantic import BeforeValidator, ConfigDict, Field
 
 from raynas.errors import UserError
 from raynas.settings import Section, Whole
@@ -67,7 +67,7 @@ class LatencySettings(TimingSettings):
     resolution: Annotated[Any, BeforeValidator(_input_size_or_none)] = None
     resource: str = RESOURCE
     cache_dir: Annotated[str, BeforeValidator(lambda v: str(Path(str(v)).expanduser().resolve()))] = \
-        "~/.cache/raynas/latency"
+        Field("~/.cache/raynas/latency", validate_default=True)  # the default expanded too, never a "~" folder
 
 
 def export_onnx(model, resolution: int | Sequence[int], opset: int = OPSET) -> bytes:

@@ -42,6 +42,19 @@ from torch import nn
 from raynas.errors import UserError, check_choice
 from search_spaces.base import FLOP_CONVENTIONS
 
+# the searchable dimensions of Table 1-2 (the space and the relaxed supernet both read them here)
+WIDTHS = (64, 128)
+DEPTHS = ((3, 4, 5, 6, 7), (6, 7, 8, 9, 10))
+DILATIONS = (1, 2, 4, 8, 16)
+POOLS = (1, 2)
+CHANNEL_RANGE = 32  # channels searched in {C - 32 : 4 : C}
+CHANNEL_STEP = 4
+
+
+def layer_name(stage: int, layer: int, field: str) -> str:
+    """The dimension name of one field of one searchable layer: ``s<stage>_l<layer>_<field>``."""
+    return f"s{stage}_l{layer}_{field}"
+
 
 @dataclass(frozen=True)
 class LayerSpec:

@@ -23,18 +23,20 @@ from __future__ import annotations
 from typing import Any, Mapping
 
 from search_spaces.base import Arch, Block, Dimension, SearchSpace, WeightSharingSpace, stepped
-from search_spaces.joint_dim.network import JointDimNet, JointDimSpec, LayerSpec, spec_cost, total_cost
-
-WIDTHS = (64, 128)
-DEPTHS = ((3, 4, 5, 6, 7), (6, 7, 8, 9, 10))
-DILATIONS = (1, 2, 4, 8, 16)
-POOLS = (1, 2)
-CHANNEL_RANGE = 32  # channels searched in {C - 32 : 4 : C}
-CHANNEL_STEP = 4
-
-
-def layer_name(stage: int, layer: int, field: str) -> str:
-    return f"s{stage}_l{layer}_{field}"
+from search_spaces.joint_dim.network import (
+    CHANNEL_RANGE,
+    CHANNEL_STEP,
+    DEPTHS,
+    DILATIONS,
+    POOLS,
+    WIDTHS,
+    JointDimNet,
+    JointDimSpec,
+    LayerSpec,
+    layer_name,
+    spec_cost,
+    total_cost,
+)
 
 
 class JointDimSpace(WeightSharingSpace):

@@ -31,8 +31,18 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from search_spaces.joint_dim.network import Downsampler, Head, JointDimNet
-from search_spaces.joint_dim.space import CHANNEL_RANGE, CHANNEL_STEP, DEPTHS, DILATIONS, POOLS, WIDTHS, layer_name
+from search_spaces.joint_dim.network import (
+    CHANNEL_RANGE,
+    CHANNEL_STEP,
+    DEPTHS,
+    DILATIONS,
+    POOLS,
+    WIDTHS,
+    Downsampler,
+    Head,
+    JointDimNet,
+    layer_name,
+)
 
 OPS = tuple(itertools.product(DILATIONS, POOLS))  # (dilation, pool), the operators of Table 2
 LEVELS = ("depth", "dilation_spatial", "channel")
