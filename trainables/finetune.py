@@ -135,9 +135,8 @@ def finetune_loop(config: dict) -> None:
     import ray.train.torch
     from torch.utils.data import DataLoader, DistributedSampler
 
-    from raynas.data import pad_collate
     from trainables.checkpoints import resume_training, write_checkpoint
-    from trainables.recalibration import preserved_bn_statistics, recalibrate_bn
+    from trainables.recalibration import evaluation_batches, preserved_bn_statistics, recalibrate_bn
     from trainables.supernet_training import cycle, distillation_loss, optimizer_and_schedule
 
     recipe = Recipe.load(config["recipe"])
@@ -160,12 +159,7 @@ def finetune_loop(config: dict) -> None:
                         f"is more than the {len(train_set)} training images")
     steps = recipe.steps_per_epoch or len(loader)
     total = recipe.epochs * steps
-    val_part = torch.utils.data.Subset(val_set, list(range(len(val_set)))[: evaluation.val_images][rank::world])
-    val_batches = list(DataLoader(val_part, batch_size=evaluation.batch_size, collate_fn=pad_collate))
-    calibration = list(DataLoader(
-        torch.utils.data.Subset(calibration_set, list(range(min(evaluation.calibration_images,
-                                                                len(calibration_set))))),
-        batch_size=evaluation.batch_size, collate_fn=pad_collate))
+    calibration, val_batches = evaluation_batches(calibration_set, val_set, evaluation, rank, world)
 
     start_epoch, step, history, inherited = 0, 0, [], None
     optimizer, scheduler = optimizer_and_schedule(student, recipe, total)

@@ -64,6 +64,21 @@ def recalibrate_bn(model: nn.Module, batches: Iterable, device: torch.device | s
 
 
 @torch.no_grad()
+def evaluation_batches(calibration_set, val_set, evaluation, rank: int = 0, world: int = 1) -> tuple[list, list]:
+    """``(calibration, val)`` batch lists of a training worker: the first ``evaluation.calibration_images``
+    training images (the same on every worker) and this worker's shard (``rank::world``) of the first
+    ``evaluation.val_images`` validation images; ``evaluation``: an ``EvaluationSection``."""
+    from torch.utils.data import DataLoader, Subset
+
+    from raynas.data import pad_collate
+
+    def batches(dataset, indices) -> list:
+        return list(DataLoader(Subset(dataset, indices), batch_size=evaluation.batch_size, collate_fn=pad_collate))
+
+    calibration = batches(calibration_set, list(range(min(evaluation.calibration_images, len(calibration_set)))))
+    return calibration, batches(val_set, list(range(len(val_set)))[: evaluation.val_images][rank::world])
+
+
 def evaluate_arch(supernet: nn.Module, arch: Mapping[str, Any], calibration_batches: Iterable,
                   val_batches: Iterable, num_classes: int, ignore_index: int,
                   device: torch.device | str = "cpu"):

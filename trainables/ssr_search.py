@@ -153,7 +153,7 @@ class SSRObjective(SearchThatTrains):
     def datasets(self):
         """``(weights loader, architecture loader, calibration batches, validation batches, classes, ignore)``."""
         if self._data is None:
-            from raynas.data import pad_collate
+            from trainables.recalibration import evaluation_batches
 
             settings = self.settings
             train, calibration, val = settings.data.build()
@@ -162,12 +162,9 @@ class SSRObjective(SearchThatTrains):
             half = len(indices) // 2
             loader = lambda part: torch.utils.data.DataLoader(  # noqa: E731
                 torch.utils.data.Subset(train, part), batch_size=settings.batch_size, shuffle=True, drop_last=True)
-            batches = lambda data, count: list(torch.utils.data.DataLoader(  # noqa: E731
-                torch.utils.data.Subset(data, list(range(min(count or len(data), len(data))))),
-                batch_size=settings.evaluation.batch_size, collate_fn=pad_collate))
             self._data = (loader(indices[:half]), loader(indices[half:]),
-                          batches(calibration, settings.evaluation.calibration_images),
-                          batches(val, settings.evaluation.val_images), train.num_classes, train.ignore_index)
+                          *evaluation_batches(calibration, val, settings.evaluation), train.num_classes,
+                          train.ignore_index)
         return self._data
 
     # --- a run -------------------------------------------------------------------------------

@@ -44,7 +44,7 @@ from raynas.errors import UserError
 from raynas.progress import Progress, ProgressBoard, WorkerProgress, follow, render_training
 from raynas.training_config import SupernetTrainingConfig
 from trainables.checkpoints import CHECKPOINT_PREFIX, checkpoint_dir, resume_training, write_checkpoint
-from trainables.recalibration import evaluate_arch
+from trainables.recalibration import evaluate_arch, evaluation_batches
 
 # --- pieces of a step ---------------------------------------------------------------
 
@@ -110,7 +110,6 @@ def train_loop_per_worker(config: dict) -> None:
     import ray.train.torch
     from torch.utils.data import DataLoader, DistributedSampler
 
-    from raynas.data import pad_collate
     from search_spaces import get_space
 
     cfg = SupernetTrainingConfig.load({k: v for k, v in config.items() if k not in ("resume_from", "progress")})
@@ -145,11 +144,7 @@ def train_loop_per_worker(config: dict) -> None:
 
     progress = WorkerProgress(config.get("progress"), rank, training.epochs, steps_per_epoch)
     evaluation = cfg.evaluation
-    val_part = torch.utils.data.Subset(val_set, list(range(len(val_set)))[: evaluation.val_images][rank::world])
-    val_batches = DataLoader(val_part, batch_size=evaluation.batch_size, collate_fn=pad_collate)
-    calibration_part = torch.utils.data.Subset(
-        calibration_set, list(range(min(evaluation.calibration_images, len(calibration_set)))))
-    calibration_batches = list(DataLoader(calibration_part, batch_size=evaluation.batch_size, collate_fn=pad_collate))
+    calibration_batches, val_batches = evaluation_batches(calibration_set, val_set, evaluation, rank, world)
 
     for epoch in range(start_epoch, training.epochs):
         model.train()
