@@ -77,7 +77,7 @@ def test_fit_from_measured_topformer_subnets(space, tmp_path):
     """Measured at 64x64 (to stay fast): the model beats predicting the training mean."""
     archs = [space.min_arch(), space.max_arch(), *samples(space, 10, seed=4)]
     supernet = space.build_supernet(num_classes=11)
-    service = LatencyService(tmp_path, settings=TimingSettings(warmup=2, repeats=5))
+    service = LatencyService(tmp_path, settings=TimingSettings(warmup=3, repeats=20))  # medians steady enough to rank
     results = service.measure(arch_requests(space, supernet, archs, 64))
     measured = [r["latency_cpu_ms"] * 1e3 for r in results]  # CPU time: robust to a busy machine
     model = fit_latency_model(space, archs, measured, 64, 11, device=results[0]["device"], test_fraction=0.25)
