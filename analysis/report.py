@@ -184,14 +184,15 @@ def _hypervolumes(df, metric, mode, cost, colours, given) -> tuple[pd.DataFrame,
 
 
 EPOCH_COLUMNS = {"entropy": "total architecture entropy per epoch, one line per search run (trial)",
-                 "miou": "the discrete architecture a run holds after each epoch, scored with its weights"}
+                 "miou": "the discrete architecture a run holds after each epoch, scored with its weights",
+                 "flops": "FLOPs of the architecture a run holds after each epoch (a shrinking run's path)"}
 
 
 def _epoch_plots(epochs: pd.DataFrame, metric: str, colours) -> list[ReportPlot]:
-    """Per-epoch curves of the searches that train: entropy and the held architecture's metric."""
+    """Per-epoch curves of the searches that train: entropy, the held architecture's metric and its FLOPs."""
     labels = dict(zip(epochs["trial_id"], epochs["searcher"].astype(str)))
     plots = []
-    for column in dict.fromkeys(("entropy", metric)):
+    for column in dict.fromkeys(("entropy", metric, "flops")):
         if column in epochs and epochs[column].notna().any():
             caption = EPOCH_COLUMNS.get(column, f"{column} per epoch, one line per trial")
             fig = epochs_figure(epochs, column, labels, colours, f"{label(column)} per epoch")

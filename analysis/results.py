@@ -46,24 +46,25 @@ def tidy(rows: list[dict], dimensions: list[str], started: float) -> pd.DataFram
     if not rows:
         return pd.DataFrame()
     frame = pd.DataFrame(rows).sort_values(["searcher", "seed", "finished_at"], kind="stable")
-    tidy = pd.DataFrame({
+    columns = {
         "searcher": frame["searcher"].astype(str),
         "seed": frame["seed"].astype(int),
         "order": frame.groupby(["searcher", "seed"]).cumcount() + 1,
         "trial_id": frame["trial_id"].fillna("").astype(str),
         "arch_id": frame["arch_id"].astype(str),
-    })
+    }
     for dim in dimensions:
-        tidy[f"config/{dim}"] = [arch[dim] for arch in frame["arch"]]
+        columns[f"config/{dim}"] = pd.Series([arch[dim] for arch in frame["arch"]], index=frame.index)
     for column in METRIC_COLUMNS:
         if column in frame:
-            tidy[column] = frame[column].astype(float)
+            columns[column] = frame[column].astype(float)
     for column in DETAIL_COLUMNS:
         if column in frame:
-            tidy[column] = frame[column]
-    tidy["feasible"] = frame["feasible"].astype(bool)
-    tidy["repeat"] = frame["repeat"].astype(bool)
-    tidy["wall_time_s"] = (frame["finished_at"] - started).astype(float)
+            columns[column] = frame[column]
+    columns["feasible"] = frame["feasible"].astype(bool)
+    columns["repeat"] = frame["repeat"].astype(bool)
+    columns["wall_time_s"] = (frame["finished_at"] - started).astype(float)
+    tidy = pd.DataFrame(columns)  # one frame at once: a space with hundreds of dimensions stays unfragmented
     return tidy.reset_index(drop=True)
 
 

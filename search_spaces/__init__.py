@@ -12,6 +12,7 @@ _REGISTRY = {
     "efficient_topformer": "search_spaces.efficient_topformer:make_space",
     "nb201": "search_spaces.nb201:make_space",
     "joint_dim": "search_spaces.joint_dim:make_space",
+    "hr_nas": "search_spaces.hr_nas:make_space",
 }
 
 SPACE_NAMES = tuple(_REGISTRY)

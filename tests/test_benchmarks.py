@@ -11,6 +11,7 @@ import pytest
 REPO = Path(__file__).resolve().parent.parent
 SCRIPTS = sorted(p.name for p in (REPO / "benchmarks").glob("*.py"))
 LIBRARY = {"plain_loop.py"}  # imported by the scripts, run through them
+SLOW = {"paper_claim.py"}  # four Ray Train runs: in the slow suite
 
 
 def tiny_arguments(script: str, supernet_run: str, tmp: Path) -> list[str]:
@@ -19,6 +20,10 @@ def tiny_arguments(script: str, supernet_run: str, tmp: Path) -> list[str]:
         "bn_recalibration.py": [supernet_run, "--calibration", "2", "--val", "2"],
         "cost_model_speed.py": ["--archs", "20", "--counted", "1", "--resolution", "64"],
         "elastic_overhead.py": ["--batch", "2", "--resolution", "128", "--random", "0", "--repeats", "1"],
+        "hr_nas_shrinking.py": ["--data", "synthetic", "--penalties", "5", "--seeds", "1", "--epochs", "1",
+                                "--steps", "1", "--interval", "1", "--out", str(tmp / "hr_nas")],
+        "paper_claim.py": [supernet_run, "--budget", "2", "--seeds", "2", "--epochs", "1", "--steps", "1",
+                           "--val-images", "4", "--out", str(tmp / "claim")],
         "latency.py": ["--resolution", "64", "--warmup", "0", "--repeats", "2", "--subnets", "5",
                        "--model-resolution", "32", "--model-repeats", "2", "--splits", "1"],
         "searchers_nb201.py": ["--engine", "loop", "--seeds", "1", "--budget", "5", "--searchers", "cds,random",
@@ -34,12 +39,14 @@ def tiny_arguments(script: str, supernet_run: str, tmp: Path) -> list[str]:
 
 def test_every_script_is_covered():
     assert set(SCRIPTS) - LIBRARY == {
-        "bench_data_loading.py", "bn_recalibration.py", "cost_model_speed.py", "elastic_overhead.py", "latency.py",
+        "bench_data_loading.py", "bn_recalibration.py", "cost_model_speed.py", "elastic_overhead.py",
+        "hr_nas_shrinking.py", "latency.py", "paper_claim.py",
         "searchers_nb201.py", "ssr_regularizers.py", "subnet_eval_time.py", "sweep_scaling.py",
         "training_throughput.py", "tune_overhead.py"}
 
 
-@pytest.mark.parametrize("script", sorted(set(SCRIPTS) - LIBRARY))
+@pytest.mark.parametrize("script", [pytest.param(s, marks=[pytest.mark.slow] if s in SLOW else [])
+                                    for s in sorted(set(SCRIPTS) - LIBRARY)])
 def test_script_runs(script, tiny_supernet, camvid_dir, nb201_table, tmp_path):
     run_dir = tiny_supernet.run_dir
     run = subprocess.run([sys.executable, f"benchmarks/{script}", *tiny_arguments(script, run_dir, tmp_path)], cwd=REPO,

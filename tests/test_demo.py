@@ -45,18 +45,19 @@ def test_unknown_section_and_missing_config_are_clear(tmp_path, capsys):
     assert "does not exist" in capsys.readouterr().err
 
 
-@pytest.mark.slow  # the whole main job at a tiny size: ~3 min on 2 cores
-def test_the_main_job_trains_sweeps_five_searchers_and_writes_the_report(tmp_path, camvid_dir):
+@pytest.mark.slow  # the whole main job at a tiny size: ~4 min on 2 cores
+def test_the_main_job_trains_sweeps_five_searchers_finetunes_and_writes_the_report(tmp_path, camvid_dir):
     data = yaml.safe_load((REPO / "configs" / "demo.yaml").read_text())
     data["supernet"]["training"].update(epochs=1, steps_per_epoch=3)
     data["sweep"]["budget"] = 3
+    data["finetune"]["recipe"].update(epochs=1, steps_per_epoch=2)
     config = tmp_path / "demo.yaml"
     config.write_text(yaml.safe_dump(data))
     out = tmp_path / "demo"
     demo = ["demo", "--config", str(config), "--out", str(out), "--data-root", str(camvid_dir)]
     run = run_raynas(demo, tmp_path / "logs_first", timeout=900)
     assert run.returncode == 0, run.stderr[-3000:]
-    for step in ("1/3", "2/3", "3/3"):
+    for step in ("1/4", "2/4", "3/4", "4/4"):
         assert f"demo: {step}" in run.stdout
     from analysis.results import load_results
 
@@ -65,6 +66,9 @@ def test_the_main_job_trains_sweeps_five_searchers_and_writes_the_report(tmp_pat
     assert (trials[trials["feasible"] & ~trials["repeat"]].groupby("searcher").size() == 3).all()
     assert trials.loc[trials["feasible"], "latency_ms"].gt(0).all()
     assert "measured locally" in (out / "report.html").read_text()
+    (model,) = (out / "sweep" / "finetune").glob("*/metrics.json")
+    assert (model.parent / "model.onnx").is_file() and "The model: val mIoU" in run.stdout
     again = run_raynas(demo, tmp_path / "logs_again", timeout=900)
     assert again.returncode == 0 and "supernet already trained" in again.stdout and "continuing" in again.stdout
+    assert "already fine-tuned" in again.stdout
     assert load_results(out / "sweep")[0].equals(trials)  # nothing evaluated again

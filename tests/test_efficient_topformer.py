@@ -19,8 +19,8 @@ from search_spaces.efficient_topformer import (
     reference_model,
     reference_spec,
 )
-from search_spaces.efficient_topformer.layers import ElasticBatchNorm2d
 from search_spaces.efficient_topformer.network import TopFormerNet, TopFormerSpec, spec_cost, total_cost
+from search_spaces.elastic import ElasticBatchNorm2d
 from search_spaces.flop_counter import count
 
 torch.set_num_threads(1)

@@ -295,3 +295,12 @@ def test_resume_continues_an_interrupted_sweep_without_re_evaluating(ray_local, 
         assert len(run) == 20 and run["feasible"].all() and run["arch_id"].is_unique
     for name, text in before.items():  # trials finished before Ctrl+C kept their single result
         assert (SweepFolder(out).experiment / name / "result.json").read_text() == text
+
+
+@pytest.mark.parametrize("name", ["hr_nas_camvid.yaml", "ssr_camvid.yaml", "nb201_compare.yaml"])
+def test_the_shipped_sweep_configs_are_valid(name):
+    import yaml
+
+    path = Path(__file__).parent.parent / "configs" / name
+    sweep = read_sections(path, ["sweep"])["sweep"]
+    assert SweepConfig.load(sweep).benchmark == yaml.safe_load(path.read_text())["sweep"]["benchmark"]

@@ -18,6 +18,7 @@ OBJECTIVES = {
     "nb201": "trainables.tabular_benchmark:NB201Objective",
     "supernet": "trainables.subnet_evaluation:SupernetObjective",
     "ssr": "trainables.ssr_search:SSRObjective",
+    "shrinking": "trainables.shrinking:ShrinkingObjective",
 }
 
 

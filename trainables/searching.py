@@ -1,8 +1,9 @@
 """Searches that train: an ``Objective`` whose trial is a whole search run, epoch by epoch.
 
 A differentiable search (SSR, ``trainables.ssr_search``) or a progressive
-shrinking (HR-NAS, next) trains a supernet and its architecture parameters
-together and ends with one discrete architecture. In
+shrinking (HR-NAS, ``trainables.shrinking``) trains a supernet and its
+architecture (parameters or importance factors) together and ends with one
+discrete architecture. In
 a sweep such a method is an objective like any other: its ``space`` is the
 method's *hyperparameters* (so any Tune searcher — random, Optuna, CDS —
 proposes them), and one trial is one search run:
@@ -15,11 +16,14 @@ proposes them), and one trial is one search run:
   ``sweep.early_stopping``) can stop poor runs, a stopped run still names an
   architecture, and ``Tuner.restore`` resumes a run from its last epoch.
 
-A subclass implements ``start`` (a fresh run from its hyperparameters),
-``epoch`` (one epoch; returns its figures), ``done``, ``found`` (the discrete
-architecture now), ``score`` (the metrics of that architecture with the
-run's weights), ``state``/``restore`` (everything a checkpoint needs), and
-``arch_space`` (the space the found architectures live in).
+A subclass passes its hyperparameter space and the space the found
+architectures live in (``arch_space``) to ``__init__`` and implements
+``start`` (a fresh run from its hyperparameters), ``epoch`` (one epoch;
+returns its figures), ``done``, ``found`` (the discrete architecture now),
+``score`` (the metrics of that architecture with the run's weights),
+``state``/``restore`` (everything a checkpoint needs) and ``weights``. Its
+data is built where the trial runs and kept in ``_data``, which is never
+pickled to the workers.
 """
 
 from __future__ import annotations
@@ -33,6 +37,7 @@ from typing import Any, ClassVar, Mapping
 
 import torch
 
+from search_spaces.base import SearchSpace
 from trainables.objective import Objective
 
 RUN_STATE = "run.pt"
@@ -44,10 +49,29 @@ class SearchThatTrains(Objective):
     trains: ClassVar[bool] = True
     max_epochs_setting: ClassVar[str] = "epochs"  # the settings field bounding a run's epochs
 
+    def __init__(self, settings, space: SearchSpace, arch_space: SearchSpace):
+        super().__init__(settings)
+        self._space, self._arch_space = space, arch_space
+        self._data: Any = None  # built by the subclass on the worker that runs the trial
+
+    def __getstate__(self) -> dict:
+        return {k: v for k, v in self.__dict__.items() if k != "_data"} | {"_data": None}
+
     @property
-    @abstractmethod
-    def arch_space(self):
+    def space(self) -> SearchSpace:
+        """The method's hyperparameters: what the sweep's searchers propose."""
+        return self._space
+
+    @property
+    def arch_space(self) -> SearchSpace:
         """The (weight-sharing) space the found architectures belong to."""
+        return self._arch_space
+
+    def cost(self, arch: Mapping[str, Any]) -> dict[str, float]:
+        return {}  # a run's cost is known only when it ends
+
+    def reported_costs(self) -> tuple[str, ...]:
+        return ("flops", "params")
 
     @abstractmethod
     def start(self, hyperparameters: Mapping[str, Any], device: str) -> Any:
@@ -129,6 +153,12 @@ def run_training_trial(config: dict, objective: SearchThatTrains) -> None:
             write_checkpoint(directory, {"model": state}, meta)
             tune.report({**metrics, "feasible": True, "finished_at": time.time()},
                         checkpoint=tune.Checkpoint.from_directory(directory))
+
+
+def forever(loader):
+    """Batches of ``loader``, pass after pass."""
+    while True:
+        yield from loader
 
 
 def _gpus() -> list:

@@ -50,7 +50,7 @@ from pydantic import Field, StrictBool
 from raynas.settings import Positive, Section, Whole
 from raynas.training_config import DataSection, EvaluationSection
 from search_spaces.base import Block, Dimension, SearchSpace
-from trainables.searching import SearchThatTrains
+from trainables.searching import SearchThatTrains, forever
 
 REGULARIZERS = ("ssr", "none", "entropy", "l1", "l2")
 LOG_FLOOR = 1e-4
@@ -127,27 +127,7 @@ class SSRObjective(SearchThatTrains):
     def __init__(self, settings: SSRSettings):
         from search_spaces import get_space
 
-        super().__init__(settings)
-        self._space = SSRSpace()
-        self._arch_space = get_space("joint_dim", aggregation=settings.aggregation)
-        self._data: tuple | None = None
-
-    def __getstate__(self) -> dict:
-        return {k: v for k, v in self.__dict__.items() if k != "_data"} | {"_data": None}
-
-    @property
-    def space(self) -> SearchSpace:
-        return self._space
-
-    @property
-    def arch_space(self):
-        return self._arch_space
-
-    def cost(self, arch: Mapping[str, Any]) -> dict[str, float]:
-        return {}  # a run's cost is known only when it ends
-
-    def reported_costs(self) -> tuple[str, ...]:
-        return ("flops", "params")
+        super().__init__(settings, SSRSpace(), get_space("joint_dim", aggregation=settings.aggregation))
 
     # --- data ------------------------------------------------------------------------------
     def datasets(self):
@@ -217,7 +197,7 @@ class SSRObjective(SearchThatTrains):
         weights, archs, _, _, _, ignore = self.datasets()
         net.set_active(None)
         net.train()
-        weight_batches, arch_batches = _forever(weights), _forever(archs)
+        weight_batches, arch_batches = forever(weights), forever(archs)
         sums = {"loss": 0.0, "arch_loss": 0.0, "regularizer": 0.0}
         searching = run.epoch >= settings.warmup_epochs
         for _ in range(settings.steps_per_epoch):
@@ -304,12 +284,6 @@ class SSRObjective(SearchThatTrains):
 
     def record(self) -> dict[str, Any]:
         return {**super().record(), "method": "ssr", "arch_space": self._arch_space.name, **self.settings.dump()}
-
-
-def _forever(loader):
-    """Batches of ``loader``, pass after pass."""
-    while True:
-        yield from loader
 
 
 __all__ = ["REGULARIZERS", "SSRObjective", "SSRSettings", "SSRSpace"]

@@ -1,7 +1,7 @@
 """The elastic Efficient-TopFormer supernet: one network holding the largest weights.
 
 ``TopFormerSupernet`` is the static ``TopFormerNet`` of the space's largest
-architecture with every conv and BatchNorm made elastic (``layers``); the
+architecture with every conv and BatchNorm made elastic (``search_spaces.elastic``); the
 forward code is the static network's. ``set_active(arch)`` sets, once per
 architecture, the active channels, kernels, depths, heads and dims of every
 layer (slicing index tensors are built there, not per forward).
@@ -21,13 +21,6 @@ from typing import Any, Mapping
 
 import torch
 
-from search_spaces.efficient_topformer.layers import (
-    Channels,
-    ElasticBatchNorm2d,
-    ElasticConv2d,
-    make_elastic,
-    prefix_or_index,
-)
 from search_spaces.efficient_topformer.network import (
     INJECTED,
     Attention,
@@ -39,6 +32,13 @@ from search_spaces.efficient_topformer.network import (
     TransformerBlock,
     TransformerSpec,
     scaled,
+)
+from search_spaces.elastic import (
+    Channels,
+    ElasticBatchNorm2d,
+    ElasticConv2d,
+    make_elastic,
+    prefix_or_index,
 )
 
 

@@ -1,4 +1,4 @@
-"""Elastic layers: the largest weights, sliced to the active channels and kernel at forward time.
+"""Elastic layers, shared by the weight-sharing spaces: the largest weights, sliced at forward time.
 
 Active channels are either a prefix length (``int``: the first n channels, a view)
 or an index tensor (``torch.Tensor``: gathered channels, e.g. the active prefix of
