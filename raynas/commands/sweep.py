@@ -20,7 +20,10 @@ FLAGS = ("benchmark", "table", "accuracy_column", "latency_column", "max_latency
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--config", help="an experiment YAML file with a `sweep:` section (flags override it)")
-    parser.add_argument("--benchmark", help="what a trial evaluates: nb201 (default) or supernet")
+    from trainables import OBJECTIVES
+
+    parser.add_argument("--benchmark", help=f"what a trial evaluates, one of {list(OBJECTIVES)} (default nb201): a "
+                                            f"tabular benchmark, a trained supernet, or a search that trains")
     parser.add_argument("--table", help="nb201: the benchmark table (Parquet or CSV)")
     parser.add_argument("--accuracy-column", dest="accuracy_column", help="nb201: the accuracy column")
     parser.add_argument("--latency-column", dest="latency_column", help="nb201: the latency column (ms)")
