@@ -34,7 +34,7 @@ from ray.tune.schedulers import FIFOScheduler
 
 from raynas.config import SweepConfig
 from raynas.errors import UserError, check_choice
-from raynas.progress import Progress, duration, eta, quiet_ray_logs
+from raynas.progress import Progress, duration, eta, quiet_ray_logs, status_fields
 from raynas.searchers import MULTI_OBJECTIVE, make_searcher
 from raynas.sweep_folder import SweepFolder
 from raynas.sweep_search import RunSearch, SweepSearcher
@@ -164,12 +164,20 @@ class SweepScheduler(FIFOScheduler):
 
 
 class SweepProgress(Callback):
-    """The live view of a sweep: runs and evaluations done, best so far per searcher, time left."""
+    """The live view of a sweep: runs and evaluations done, best so far per searcher, time left.
 
-    def __init__(self, runs: list[tuple[str, int]], budget: int, metric: str, mode: str, period: float = 1.0):
+    For trials that train (``epochs``: the most a trial runs), a line per epoch report and the
+    status counts epochs, so its time left moves while the first trials run (an upper bound: early
+    stopping ends some trials before their last epoch).
+    """
+
+    def __init__(self, runs: list[tuple[str, int]], budget: int, metric: str, mode: str,
+                 epochs: int | None = None, costs: tuple[str, ...] = (), period: float = 1.0):
         self.runs, self.budget, self.metric, self.mode, self.period = runs, budget, metric, mode, period
+        self.epochs, self.costs = epochs, costs
         self.done: dict[tuple[str, int], int] = {}
         self.best: dict[str, float] = {}
+        self.running: dict[str, int] = {}  # trial id -> epochs reported (trials that train)
         self.started = self.shown = 0.0
 
     @property
@@ -178,7 +186,7 @@ class SweepProgress(Callback):
         return Progress.current(prefix="sweep: ")
 
     def setup(self, **info) -> None:
-        self.started, self.done, self.best = time.time(), {}, {}
+        self.started, self.done, self.best, self.running = time.time(), {}, {}, {}
 
     def _count(self, trial) -> None:
         result = trial.last_result or {}
@@ -197,7 +205,16 @@ class SweepProgress(Callback):
                 if trial.status == "TERMINATED":
                     self._count(trial)
 
+    def on_trial_result(self, iteration: int, trials: list, trial, result: dict, **info) -> None:
+        if self.epochs is None or self.metric not in result:
+            return
+        epoch = self.running[trial.trial_id] = int(result["training_iteration"])
+        figures = {name: result[name] for name in (self.metric, *self.costs) if name in result}
+        self.progress.line(f"{trial.config['searcher']} seed {trial.config['seed']} trial {trial.trial_id} "
+                           f"epoch {epoch}/{self.epochs}: {status_fields(figures)}")
+
     def on_trial_complete(self, iteration: int, trials: list, trial, **info) -> None:
+        self.running.pop(trial.trial_id, None)
         self._count(trial)
         key = (trial.config.get("searcher"), trial.config.get("seed"))
         if self.done.get(key) == self.budget:
@@ -215,9 +232,13 @@ class SweepProgress(Callback):
         finished = sum(1 for key in self.runs if self.done.get(key, 0) >= self.budget)
         best = "  ".join(f"{name} {value:.4g}" for name, value in sorted(self.best.items()))
         elapsed = now - self.started
-        self.progress.status(f"runs {finished}/{len(self.runs)}  evaluations {evaluated}/{total}  "
-                             f"best {self.metric}: {best or '-'}  elapsed {duration(elapsed)}  "
-                             f"ETA {duration(eta(elapsed, evaluated, total))}")
+        work = f"evaluations {evaluated}/{total}"
+        done, todo = evaluated, total
+        if self.epochs is not None:  # a finished trial counts all its epochs: early stopping saves the rest
+            done, todo = evaluated * self.epochs + sum(self.running.values()), total * self.epochs
+            work += f" (epochs {done}/{todo})"
+        self.progress.status(f"runs {finished}/{len(self.runs)}  {work}  best {self.metric}: {best or '-'}  "
+                             f"elapsed {duration(elapsed)}  ETA {duration(eta(elapsed, done, todo))}")
 
     def on_experiment_end(self, trials: list, **info) -> None:
         self._render()
@@ -293,8 +314,10 @@ def run_sweep(config: SweepConfig, resume: bool = False, address: str | None = N
     else:
         progress.line(f"{len(plan.runs)} runs ({', '.join(config.searchers)} × {config.seeds} seeds), "
                       f"{config.budget} feasible evaluations each, trials ask for {resources} -> {folder.path}")
-        callbacks = [JsonLoggerCallback(), SweepProgress(plan.runs, config.budget, plan.objective.metric,
-                                                         plan.objective.mode)]
+        objective = plan.objective
+        callbacks = [JsonLoggerCallback(), SweepProgress(
+            plan.runs, config.budget, objective.metric, objective.mode,
+            epochs=objective.max_epochs if objective.trains else None, costs=objective.reported_costs())]
         tuner = tune.Tuner(
             trainable,
             tune_config=tune.TuneConfig(search_alg=plan.searcher(), scheduler=plan.scheduler(), num_samples=-1,

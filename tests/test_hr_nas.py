@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import io
 import json
 import os
 import random
@@ -190,9 +191,14 @@ def test_a_sweep_searches_shrinking_hyperparameters_and_plots_each_runs_path(ray
     out = tmp_path / "sweep"
     config = SweepConfig.load({"benchmark": "shrinking", "searchers": ["random"], "budget": 2, "seeds": 1,
                                "out": str(out), "max_concurrent_trials": 2, **TINY})
-    trials, settings = load_results(run_sweep(config, progress=Progress(stream=open(os.devnull, "w"))))
+    shown = io.StringIO()
+    trials, settings = load_results(run_sweep(config, progress=Progress(stream=shown, interval=0)))
     evaluated = trials[trials["feasible"] & ~trials["repeat"]]
     assert len(evaluated) == 2 and (evaluated["flops"] > 0).all() and evaluated["miou"].between(0, 1).all()
+    # the display follows each run epoch by epoch, not only when a run ends
+    for trial_id in evaluated["trial_id"]:
+        assert [f"trial {trial_id} epoch {e}/3" in shown.getvalue() for e in (1, 2, 3)] == [True] * 3
+    assert "(epochs 6/6)" in shown.getvalue()
     arch_space = get_space("hr_nas", **SMALL)
     assert all(arch_space.validate(json.loads(a)) for a in evaluated["found_arch"])
     epochs = load_epochs(out)
