@@ -9,10 +9,14 @@ best feasible result of the whole sweep. hit_rate(k) = share of seeds whose
 best after k equals the optimum. Only runs with at least k feasible
 evaluations count at budget k (``seeds`` says how many).
 
-Each mean comes with a 95% bootstrap confidence interval over seeds, and
-each pair of searchers with the 95% interval of their mean difference over
-the seeds both ran (paired by seed: same seed, same start): the pair is
-*distinguishable* at that budget when the interval excludes 0.
+Each mean comes with a 95% bootstrap confidence interval over seeds (none
+from one seed), and each pair of searchers with the 95% interval of their
+mean difference over the seeds both ran (paired by seed: same seed, same
+start) and the p-value of the paired sign-flip test of that difference: the
+pair is *distinguishable* at that budget when p < 0.05. The test is exact
+(every sign assignment up to 12 seeds) and holds its 5% at any number of
+seeds, where a percentile bootstrap of a few seeds is far too narrow: it
+needs at least 6 seeds to tell two searchers apart at all.
 """
 
 from __future__ import annotations
@@ -62,15 +66,38 @@ def budgets_of(budget: int) -> list[int]:
 
 
 def bootstrap_ci(values, confidence: float = CONFIDENCE, resamples: int = RESAMPLES, seed: int = 0) -> tuple[float, float]:
-    """Percentile bootstrap interval of the mean of ``values`` (one value: that value twice)."""
+    """Percentile bootstrap interval of the mean of ``values`` (NaN, NaN from fewer than two: no interval)."""
     values = np.asarray(values, dtype=float)
     if len(values) < 2:
-        return (float(values[0]), float(values[0])) if len(values) else (float("nan"), float("nan"))
+        return float("nan"), float("nan")
     rng = np.random.default_rng(seed)
     means = values[rng.integers(0, len(values), size=(resamples, len(values)))].mean(axis=1)
     tail = (1 - confidence) / 2 * 100
     low, high = np.percentile(means, [tail, 100 - tail])
     return float(low), float(high)
+
+
+EXACT_UP_TO = 12  # seeds: up to 2**12 sign assignments are enumerated, beyond that RESAMPLES are drawn
+
+
+def sign_flip_p(differences, resamples: int = RESAMPLES, seed: int = 0) -> float:
+    """Two-sided p-value of the paired sign-flip test that ``differences`` (one per seed) have mean 0: the share of
+    sign assignments whose mean is at least as far from 0 as the observed one (NaN without differences).
+
+    >>> sign_flip_p([1, 2, 3, 4, 5]), sign_flip_p([1, 2, 3, 4, 5, 6])  # all of one sign: 2 of 2**n
+    (0.0625, 0.03125)
+    """
+    differences = np.asarray(differences, dtype=float)
+    n = len(differences)
+    if n == 0:
+        return float("nan")
+    observed = abs(differences.mean())
+    if n <= EXACT_UP_TO:
+        signs = np.array(list(itertools.product((1.0, -1.0), repeat=n)))
+        return float(np.mean(np.abs(signs @ differences) / n >= observed * (1 - 1e-12)))
+    signs = np.random.default_rng(seed).choice((1.0, -1.0), size=(resamples, n))
+    extreme = np.sum(np.abs(signs @ differences) / n >= observed * (1 - 1e-12))
+    return float((1 + extreme) / (1 + resamples))  # the observed assignment counts as one of the draws
 
 
 def _stats(regrets: pd.Series, hits: pd.Series) -> dict:
@@ -89,8 +116,9 @@ def _pairs(per_seed: pd.DataFrame, order: list[str], value: str = "regret") -> l
             continue
         diff = (both[a] - both[b]).to_numpy()
         low, high = bootstrap_ci(diff)
+        p = sign_flip_p(diff)
         out.append({"a": a, "b": b, "seeds": int(len(diff)), "mean_difference": float(diff.mean()),
-                    "ci_low": low, "ci_high": high, "distinguishable": bool(low > 0 or high < 0)})
+                    "ci_low": low, "ci_high": high, "p_value": p, "distinguishable": bool(p < 1 - CONFIDENCE)})
     return out
 
 
@@ -188,7 +216,8 @@ def format_table(result: dict) -> str:
         better = [f"{p['a'] if p['mean_difference'] < 0 else p['b']} < {p['b'] if p['mean_difference'] < 0 else p['a']}"
                   for p in pairs if p["distinguishable"]]
         tied = [f"{p['a']} ~ {p['b']}" for p in pairs if not p["distinguishable"]]
-        lines.append(f"N={k}: distinguishable (lower regret first): {', '.join(better) or 'none'}; "
+        lines.append(f"N={k}: distinguishable (paired sign-flip test, p < 0.05; lower regret first): "
+                     f"{', '.join(better) or 'none'}; "
                      f"not distinguishable: {', '.join(tied) or 'none'}")
     if "hypervolume" in result:
         lines += _hypervolume_lines(result["hypervolume"])
@@ -207,7 +236,7 @@ def _hypervolume_lines(hv: dict) -> list[str]:
              f"{hv['scale_source']} (higher is better), mean [95% interval]:",
              f"{'searcher':<12}" + "".join(f"{'N=' + k:>24}" for k in budgets)]
     for name, per in hv["searchers"].items():
-        cells = [f"{per[k]['mean']:.3f} [{per[k]['ci_low']:.3f}, {per[k]['ci_high']:.3f}]" if k in per else "-"
+        cells = [f"{per[k]['mean']:.3f} {interval(per[k]['ci_low'], per[k]['ci_high'])}" if k in per else "-"
                  for k in budgets]
         lines.append(f"{name:<12}" + "".join(f"{c:>24}" for c in cells))
     for k in budgets:
@@ -217,7 +246,12 @@ def _hypervolume_lines(hv: dict) -> list[str]:
     return lines
 
 
+def interval(low: float, high: float) -> str:
+    """``[low, high]``, or ``[1 seed]`` where there is no interval."""
+    return "[1 seed]" if np.isnan(low) else f"[{low:.3f}, {high:.3f}]"
+
+
 def _cell(stats: dict | None) -> str:
     if not stats:
         return "-"
-    return f"{stats['mean_regret']:.3f} [{stats['ci_low']:.3f}, {stats['ci_high']:.3f}] ({stats['hit_rate']:.0%})"
+    return f"{stats['mean_regret']:.3f} {interval(stats['ci_low'], stats['ci_high'])} ({stats['hit_rate']:.0%})"

@@ -313,8 +313,6 @@ def render_html(analysis: SweepAnalysis, settings: Mapping[str, Any], plots_href
 ({direction} is better); budgets count feasible evaluations.</p>
 {f"<p>{e(analysis.latency_note)}</p>" if analysis.latency_note else ""}
 {_noise_section(analysis)}
-<h2>Settings</h2>
-{_settings_table(settings)}
 <h2>Ranking</h2>
 <p>Per seed, searchers are ranked by their best feasible {e(analysis.metric)} (1 = best, ties share the
 average rank, a run without a feasible trial ranks last); <code>mean_rank</code> averages over seeds.
@@ -329,6 +327,8 @@ average rank, a run without a feasible trial ranks last); <code>mean_rank</code>
 <h2>Proposals per searcher</h2>
 <p>All seeds together. Infeasible proposals broke the constraint; repeats named an architecture the run had evaluated already and were answered from that result. Neither was evaluated, and neither counts towards the budget.</p>
 {_table(analysis.proposals)}
+<h2>Settings</h2>
+{_settings_table(settings)}
 </body></html>
 """
 
@@ -374,8 +374,9 @@ def _regret_section(analysis: SweepAnalysis) -> str:
     distinguishable = analysis.pairs[analysis.pairs["distinguishable"]] if not analysis.pairs.empty else analysis.pairs
     return f"""<h2>Regret with 95% intervals</h2>
 <p>Mean regret after N feasible evaluations over seeds, with its 95% bootstrap interval (<code>ci_low</code>,
-<code>ci_high</code>); the hit rate is the share of seeds that found the optimum. Two searchers are
-<em>distinguishable</em> at a budget when the 95% interval of their mean difference, paired by seed, excludes 0
+<code>ci_high</code>; none from one seed); the hit rate is the share of seeds that found the optimum. Two
+searchers are <em>distinguishable</em> at a budget when the paired sign-flip test of their difference per seed
+gives <code>p_value</code> &lt; 0.05, which takes at least 6 seeds
 ({len(distinguishable)} of {len(analysis.pairs)} pairs and budgets are).</p>
 {_table(analysis.regret)}
 {_table(analysis.pairs) if not analysis.pairs.empty else ""}"""

@@ -59,14 +59,21 @@ def make_sweep(seed: int = 0) -> pd.DataFrame:
 
 
 class ReportParser(HTMLParser):
-    """Collects every ``<img>`` ``src`` with the ``href`` of its enclosing ``<a>``, and the tables' cell texts."""
+    """Collects every ``<img>`` ``src`` with the ``href`` of its enclosing ``<a>``, and the tables' cell texts
+    with the ``<h2>`` heading each comes under (``table(heading)``)."""
 
     def __init__(self):
         super().__init__()
         self.images: list[tuple[str, str]] = []  # (href of the enclosing link, img src)
         self.tables: list[list[list[str]]] = []
+        self.headings: list[str] = []  # of each table
+        self._heading = ""
         self._href = None
         self._cell = None
+
+    def table(self, heading: str) -> list[list[str]]:
+        """The first table under the ``<h2>`` ``heading``."""
+        return self.tables[self.headings.index(heading)]
 
     def handle_starttag(self, tag, attrs):
         attrs = dict(attrs)
@@ -76,6 +83,9 @@ class ReportParser(HTMLParser):
             self.images.append((self._href, attrs["src"]))
         elif tag == "table":
             self.tables.append([])
+            self.headings.append(self._heading)
+        elif tag == "h2":
+            self._heading, self._cell = "", ""
         elif tag == "tr":
             self.tables[-1].append([])
         elif tag in ("td", "th"):
@@ -91,6 +101,8 @@ class ReportParser(HTMLParser):
         elif tag in ("td", "th"):
             self.tables[-1][-1].append(self._cell.strip())
             self._cell = None
+        elif tag == "h2":
+            self._heading, self._cell = self._cell.strip(), None
 
 
 def parse(html_path: Path) -> ReportParser:
@@ -130,13 +142,13 @@ def test_report_written_with_every_plot_referenced(tmp_path):
     # the best feasible architecture and the infeasible counts are in the report
     best = df[df.feasible].sort_values("accuracy", ascending=False).iloc[0]
     assert best["arch_id"] in text
-    proposals = {row[0]: row[1:] for row in parse(out).tables[-1][1:]}  # the last table, minus its header
+    proposals = {row[0]: row[1:] for row in parse(out).table("Proposals per searcher")[1:]}  # minus its header
     optuna = df[df.searcher == "optuna"]
     infeasible = int((~optuna.feasible).sum())
     assert infeasible > 0
     assert proposals["optuna"] == ["2", str(len(optuna)), "24", str(infeasible), "0"]  # ..., evaluated, infeasible, repeats
     assert proposals["cds"] == ["2", "24", "24", "0", "0"]
-    settings = {row[0]: row[1] for row in parse(out).tables[0]}
+    settings = {row[0]: row[1] for row in parse(out).table("Settings")}
     assert settings["space"] == "toy" and settings["constraint"] == '{"metric": "latency_ms", "limit": 20.0}'
     # without a benchmark table, regret is measured against the best feasible trial of the sweep
     assert f"optimum {best['accuracy']:g} (the best feasible trial of the sweep)" in text
@@ -178,7 +190,7 @@ def test_report_without_feasible_trials_draws_nothing(tmp_path):
     df = make_sweep().assign(feasible=False)
     out = write_report(df, SETTINGS, tmp_path / "r.html")
     assert check_plots_referenced(out) == set()
-    proposals = {row[0]: row[1:] for row in parse(out).tables[-1][1:]}
+    proposals = {row[0]: row[1:] for row in parse(out).table("Proposals per searcher")[1:]}
     assert proposals["cds"] == ["2", "24", "0", "24", "0"]
     text = out.read_text(encoding="utf-8")
     for skipped in ("pareto_flops", "pareto_latency_ms", "best_so_far", "regret", "hypervolume"):
@@ -217,7 +229,7 @@ def test_report_command_reads_trials_parquet(tmp_path, capsys):
     out = Path(capsys.readouterr().out.strip())
     assert out == tmp_path / "report.html"
     assert len(check_plots_referenced(out)) == 6
-    assert len(parse(out).tables[2]) == 1 + 3  # header + top 3 architectures
+    assert len(parse(out).table("Best architectures found")) == 1 + 3  # header + top 3 architectures
     custom = tmp_path / "elsewhere" / "sweep.html"
     assert main(["report", str(tmp_path), "--out", str(custom)]) == 0
     assert Path(capsys.readouterr().out.strip()) == custom and (custom.parent / "sweep_plots").is_dir()
@@ -237,6 +249,6 @@ def test_report_of_an_unfinished_sweep_reads_tune_results(tmp_path, nb201_table,
     (sweep / "trials.parquet").unlink()
     assert main(["report", str(sweep), "--out", str(tmp_path / "from_tune.html")]) == 0
     capsys.readouterr()
-    tables = [parse(tmp_path / name).tables for name in ("from_parquet.html", "from_tune.html")]
-    assert tables[0] == tables[1] and len(tables[0][2]) > 1
+    parsed = [parse(tmp_path / name) for name in ("from_parquet.html", "from_tune.html")]
+    assert parsed[0].tables == parsed[1].tables and len(parsed[0].table("Best architectures found")) > 1
     assert check_plots_referenced(tmp_path / "from_tune.html") >= {"pareto_latency_ms.png", "best_so_far.png"}

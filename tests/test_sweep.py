@@ -9,10 +9,11 @@ import sys
 import time
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 import pytest
 
-from analysis.regret import bootstrap_ci, compare, format_table
+from analysis.regret import bootstrap_ci, compare, format_table, sign_flip_p
 from analysis.results import load_results
 from raynas.cli import main
 from raynas.config import SweepConfig
@@ -151,7 +152,8 @@ def test_compare_regret_and_hit_rate_by_hand():
     (pair,) = result["pairs"]["25"]
     assert (pair["a"], pair["b"], pair["seeds"]) == ("a", "b", 3)
     assert pair["mean_difference"] == pytest.approx(13 / 3)
-    assert pair["distinguishable"] == (pair["ci_low"] > 0)
+    # two seeds favour b, one ties: half of the 8 sign assignments of (9, 0, 4) are as extreme
+    assert pair["p_value"] == pytest.approx(0.5) and not pair["distinguishable"]
     # over wall-clock time, in quarters of the last evaluation's time (25 s): the bests arrive at 20 s
     timed = result["time"]
     assert timed["seconds"] == [6.25, 12.5, 18.75, 25.0]
@@ -167,7 +169,17 @@ def test_bootstrap_interval_is_reproducible_and_covers_the_mean():
     values = [0.1, 0.4, 0.2, 0.9, 0.3]
     low, high = bootstrap_ci(values)
     assert (low, high) == bootstrap_ci(values) and low < sum(values) / 5 < high
-    assert bootstrap_ci([2.0]) == (2.0, 2.0)
+    assert all(np.isnan(bootstrap_ci([2.0])))  # one seed has no interval
+
+
+def test_the_paired_test_holds_its_level_and_finds_a_real_difference():
+    rng = np.random.default_rng(0)
+    # no difference: about 5% of 400 comparisons of 10 seeds are called distinguishable, not more
+    null = [sign_flip_p(rng.normal(0, 1, 10), seed=i) < 0.05 for i in range(400)]
+    assert np.mean(null) <= 0.08
+    # a difference of one standard deviation over 20 seeds (Monte Carlo beyond 12) is found
+    assert sign_flip_p(rng.normal(1, 1, 20)) < 0.01
+    assert sign_flip_p([0.0, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0]) == 1.0  # ties are no evidence
 
 
 def test_a_multi_objective_sweep_reports_hypervolume_against_the_true_front(ray_local, nb201_table, tmp_path):
