@@ -78,6 +78,7 @@ def bootstrap_ci(values, confidence: float = CONFIDENCE, resamples: int = RESAMP
 
 
 EXACT_UP_TO = 12  # seeds: up to 2**12 sign assignments are enumerated, beyond that RESAMPLES are drawn
+MIN_SEEDS = 6  # the fewest with which the sign-flip test can reach p < 0.05 (2 / 2**6)
 
 
 def sign_flip_p(differences, resamples: int = RESAMPLES, seed: int = 0) -> float:
@@ -216,9 +217,11 @@ def format_table(result: dict) -> str:
         better = [f"{p['a'] if p['mean_difference'] < 0 else p['b']} < {p['b'] if p['mean_difference'] < 0 else p['a']}"
                   for p in pairs if p["distinguishable"]]
         tied = [f"{p['a']} ~ {p['b']}" for p in pairs if not p["distinguishable"]]
+        few = max((p["seeds"] for p in pairs), default=0) < MIN_SEEDS
         lines.append(f"N={k}: distinguishable (paired sign-flip test, p < 0.05; lower regret first): "
                      f"{', '.join(better) or 'none'}; "
-                     f"not distinguishable: {', '.join(tied) or 'none'}")
+                     f"not distinguishable: {', '.join(tied) or 'none'}"
+                     + (f" (fewer than {MIN_SEEDS} seeds: no pair can be told apart)" if pairs and few else ""))
     if "hypervolume" in result:
         lines += _hypervolume_lines(result["hypervolume"])
     timed = result.get("time", {})

@@ -34,7 +34,7 @@ from analysis.plots import (
     time_curves_figure,
     to_png,
 )
-from analysis.regret import compare
+from analysis.regret import MIN_SEEDS, compare
 from analysis.regret import optimum as reference_optimum
 from raynas.errors import UserError, check_choice
 
@@ -376,7 +376,7 @@ def _regret_section(analysis: SweepAnalysis) -> str:
 <p>Mean regret after N feasible evaluations over seeds, with its 95% bootstrap interval (<code>ci_low</code>,
 <code>ci_high</code>; none from one seed); the hit rate is the share of seeds that found the optimum. Two
 searchers are <em>distinguishable</em> at a budget when the paired sign-flip test of their difference per seed
-gives <code>p_value</code> &lt; 0.05, which takes at least 6 seeds
+gives <code>p_value</code> &lt; 0.05, which takes at least {MIN_SEEDS} seeds
 ({len(distinguishable)} of {len(analysis.pairs)} pairs and budgets are).</p>
 {_table(analysis.regret)}
 {_table(analysis.pairs) if not analysis.pairs.empty else ""}"""
