@@ -21,7 +21,7 @@ from raynas.config import SweepConfig
 from raynas.errors import UserError
 from raynas.progress import Progress
 from raynas.sweep import run_sweep
-from trainables.finetune import FinetunePlan, FinetuneSettings
+from trainables.finetune import FinetunePlan, FinetuneSettings, load_model
 
 REPO = Path(__file__).resolve().parent.parent
 TINY = {"epochs": 3, "steps_per_epoch": 8, "batch_size": 4, "lr": 2e-3}
@@ -47,8 +47,6 @@ def supernet_sweep(tiny_supernet, ray_local, tmp_path_factory) -> Path:
 def test_finetuning_beats_the_inherited_weights_and_exports_a_matching_onnx_model(supernet_sweep, tmp_path):
     import onnxruntime
 
-    from search_spaces import get_space
-
     # long enough to get past the first steps' collapse onto the frequent classes; without distillation, since
     # the tiny supernet's largest sub-network is no teacher yet (it trained 16 steps)
     settings = FinetuneSettings.load({"recipe": {**TINY, "steps_per_epoch": 20, "batch_size": 8, "lr": 5e-3,
@@ -64,10 +62,8 @@ def test_finetuning_beats_the_inherited_weights_and_exports_a_matching_onnx_mode
     folder = tmp_path / "models" / metrics["arch_id"]
     assert json.loads((folder / "metrics.json").read_text())["val_miou"] == metrics["val_miou"]
     # the exported ONNX model computes what the PyTorch module does
-    space = get_space(metrics["space"], head_channels=32)
-    model = space.build_model(metrics["arch"], 11)
-    model.load_state_dict(torch.load(folder / "model.pt", weights_only=True))
-    model.eval()
+    model = load_model(folder)  # from the folder alone
+    assert metrics["space_options"]["head_channels"] == 32 and metrics["num_classes"] == 11
     image = torch.randn(1, 3, 128, 128)
     with torch.no_grad():
         expected = model(image).numpy()

@@ -16,7 +16,8 @@ Each model gets a folder ``<out>/<arch_id>/`` with ``model.onnx`` (one
 file), ``model.pt`` (the static module's weights) and ``metrics.json``: val
 mIoU and per-class IoU, the inherited-weight mIoU it started from, FLOPs and
 params at the deployment resolution, latency measured by the latency
-service, the architecture and the recipe.
+service, the architecture (with the space's options and the class count)
+and the recipe; ``load_model(folder)`` rebuilds the module from them.
 """
 
 from __future__ import annotations
@@ -324,6 +325,7 @@ def export(checkpoint: str, folder: Path, resolution: int, latency: LatencySetti
     last = meta["history"][-1]
     metrics = {
         "arch_id": space.arch_id(arch), "arch": arch, "space": meta["space"],
+        "space_options": meta["space_options"], "num_classes": meta["num_classes"],
         "val_miou": last["val_miou"], "inherited_miou": meta["inherited"],
         "per_class_iou": dict(zip(meta["class_names"], meta["per_class_iou"])),
         "resolution": resolution, "flops": cost["flops"], "params": cost["params"],
@@ -334,6 +336,17 @@ def export(checkpoint: str, folder: Path, resolution: int, latency: LatencySetti
     }
     (folder / METRICS).write_text(json.dumps(metrics, indent=1))
     return metrics
+
+
+def load_model(folder: str | Path) -> torch.nn.Module:
+    """The fine-tuned static module of a model folder (``metrics.json`` and ``model.pt``), in eval mode."""
+    from search_spaces import get_space
+
+    metrics = json.loads((Path(folder) / METRICS).read_text())
+    space = get_space(metrics["space"], **metrics["space_options"])
+    model = space.build_model(metrics["arch"], metrics["num_classes"])
+    model.load_state_dict(torch.load(Path(folder) / MODEL_WEIGHTS, map_location="cpu", weights_only=True))
+    return model.eval()
 
 
 # --- the command's whole job ------------------------------------------------------------------

@@ -6,11 +6,12 @@ import argparse
 import json
 
 NAME = "finetune"
-HELP = "fine-tune the best (or Pareto-front) sub-networks of a supernet sweep on Ray Train; ONNX, weights, metrics"
+HELP = "fine-tune the best (or Pareto-front) sub-networks a sweep found on Ray Train; ONNX, weights, metrics"
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("sweep_dir", help="a sweep over a trained supernet (its --out)")
+    parser.add_argument("sweep_dir", help="a sweep's --out: over a trained supernet, or of a search that trains "
+                                          "(each found architecture with its own run's weights)")
     parser.add_argument("--config", help="a YAML file with a `finetune:` section (flags override it)")
     parser.add_argument("--select", choices=["best", "pareto"], help="the best top-k, or top-k front points")
     parser.add_argument("--top-k", dest="top_k", type=int, help="how many models (default 1)")

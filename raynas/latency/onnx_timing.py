@@ -81,6 +81,8 @@ def export_onnx(model, resolution: int | Sequence[int], opset: int = OPSET) -> b
     try:
         with torch.no_grad(), warnings.catch_warnings():
             warnings.filterwarnings("ignore", message=".*legacy TorchScript-based ONNX export.*")
+            # the file is for this one input size: shape tests in forward() are constants for it, as traced
+            warnings.filterwarnings("ignore", category=torch.jit.TracerWarning)
             torch.onnx.export(
                 model,
                 (torch.zeros(1, 3, height, width),),
