@@ -86,6 +86,13 @@ class DataSection(Section):
         calibration = self.make("train", EvalTransform(self.eval_size))
         return train, calibration, self.make("val", EvalTransform(self.eval_size))
 
+    def test_set(self):
+        """The labelled test split under the evaluation transform, or None where the data set publishes
+        no test labels (ADE20K, Cityscapes): images no search or recipe choice has seen."""
+        from raynas.data import EvalTransform
+
+        return self.make("test", EvalTransform(self.eval_size)) if "test" in DATASETS[self.dataset].splits else None
+
     def check(self, section: str) -> None:
         if self.root is not None and self.dataset == "synthetic":
             raise field_error(self.field(section, "root"), "the synthetic set is generated and takes no root",

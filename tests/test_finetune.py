@@ -59,6 +59,10 @@ def test_finetuning_beats_the_inherited_weights_and_exports_a_matching_onnx_mode
     assert [h["epoch"] for h in metrics["history"]] == [1, 2, 3]
     assert metrics["resolution"] == 128 and metrics["flops"] > 0 and metrics["latency"]["latency_ms"] > 0
     assert set(metrics["per_class_iou"]) >= {"sky", "road", "car"}
+    # scored once more, at the end, on CamVid's whole test split, which nothing was chosen on
+    assert 0 < metrics["test_miou"] < 1 and metrics["history"][-1]["test_miou"] == metrics["test_miou"]
+    assert set(metrics["test_per_class_iou"]) == set(metrics["per_class_iou"])
+    assert "test_miou" not in metrics["history"][0]
     folder = tmp_path / "models" / metrics["arch_id"]
     assert json.loads((folder / "metrics.json").read_text())["val_miou"] == metrics["val_miou"]
     # the exported ONNX model computes what the PyTorch module does

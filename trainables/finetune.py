@@ -18,6 +18,9 @@ mIoU and per-class IoU, the inherited-weight mIoU it started from, FLOPs and
 params at the deployment resolution, latency measured by the latency
 service, the architecture (with the space's options and the class count)
 and the recipe; ``load_model(folder)`` rebuilds the module from them.
+Validation chose the architecture and the recipe, so where the data set has
+a labelled test split (CamVid) the final model is also scored once on all
+of it: ``test_miou``, the number to quote.
 """
 
 from __future__ import annotations
@@ -137,7 +140,7 @@ def finetune_loop(config: dict) -> None:
     from torch.utils.data import DataLoader, DistributedSampler
 
     from trainables.checkpoints import resume_training, write_checkpoint
-    from trainables.recalibration import evaluation_batches, preserved_bn_statistics, recalibrate_bn
+    from trainables.recalibration import evaluation_batches, preserved_bn_statistics, recalibrate_bn, shard_batches
     from trainables.supernet_training import cycle, distillation_loss, optimizer_and_schedule
 
     recipe = Recipe.load(config["recipe"])
@@ -151,6 +154,7 @@ def finetune_loop(config: dict) -> None:
     num_classes, ignore_index = meta["num_classes"], meta["ignore_index"]
 
     train_set, calibration_set, val_set = data.build()
+    test_set = data.test_set()
     sampler = DistributedSampler(train_set, num_replicas=world, rank=rank, shuffle=True, seed=recipe.seed,
                                  drop_last=True)
     loader = DataLoader(train_set, batch_size=recipe.batch_size, sampler=sampler, drop_last=True,
@@ -212,9 +216,17 @@ def finetune_loop(config: dict) -> None:
         metrics = {"epoch": epoch + 1, "step": step, "loss": float(sums[0]) / steps,
                    "loss_distill": float(sums[1]) / steps, "val_miou": scores["miou"],
                    "images_per_s": images / train_seconds, "inherited_miou": inherited}
+        test_scores = None
+        if epoch + 1 == recipe.epochs and test_set is not None:  # once, at the end: the number to quote
+            test = evaluate_model(net, shard_batches(test_set, evaluation.batch_size, rank, world), num_classes,
+                                  ignore_index, device)
+            test.all_reduce()
+            test_scores = test.compute()
+            metrics["test_miou"] = test_scores["miou"]
         history.append(metrics)
         record = {"epoch": epoch + 1, "step": step, "history": history, "inherited": inherited,
-                  "per_class_iou": [None if math.isnan(v) else v for v in scores["per_class_iou"]],
+                  "per_class_iou": _per_class(scores),
+                  "test_per_class_iou": None if test_scores is None else _per_class(test_scores),
                   "arch": config["arch"], "recipe": recipe.dump(), "supernet": config["checkpoint"],
                   "from_scratch": config["from_scratch"], "space": meta["space"],
                   "space_options": meta["space_options"], "num_classes": num_classes,
@@ -227,6 +239,10 @@ def finetune_loop(config: dict) -> None:
                 saved = ray.train.Checkpoint.from_directory(directory)
             progress.epoch(metrics)
             ray.train.report(metrics, checkpoint=saved, checkpoint_dir_name=f"checkpoint_epoch_{epoch + 1:04d}")
+
+
+def _per_class(scores: Mapping[str, Any]) -> list[float | None]:
+    return [None if math.isnan(v) else v for v in scores["per_class_iou"]]
 
 
 # --- driver side ---------------------------------------------------------------------------
@@ -328,6 +344,9 @@ def export(checkpoint: str, folder: Path, resolution: int, latency: LatencySetti
         "space_options": meta["space_options"], "num_classes": meta["num_classes"],
         "val_miou": last["val_miou"], "inherited_miou": meta["inherited"],
         "per_class_iou": dict(zip(meta["class_names"], meta["per_class_iou"])),
+        "test_miou": last.get("test_miou"),  # None: no labelled test split (or a run stopped early)
+        "test_per_class_iou": None if meta.get("test_per_class_iou") is None
+        else dict(zip(meta["class_names"], meta["test_per_class_iou"])),
         "resolution": resolution, "flops": cost["flops"], "params": cost["params"],
         "latency": trial_metrics(measured) | {"resolution": list(latency.resolution)},
         "recipe": meta["recipe"], "from_scratch": meta["from_scratch"], "epochs": last["epoch"],
@@ -336,6 +355,13 @@ def export(checkpoint: str, folder: Path, resolution: int, latency: LatencySetti
     }
     (folder / METRICS).write_text(json.dumps(metrics, indent=1))
     return metrics
+
+
+def scores_line(metrics: Mapping[str, Any]) -> str:
+    """``test mIoU …, val mIoU … (inherited …)`` of a model's metrics."""
+    test, inherited = metrics.get("test_miou"), metrics["inherited_miou"]
+    return ((f"test mIoU {test:.4f}, " if test is not None else "no labelled test split, ")
+            + f"val mIoU {metrics['val_miou']:.4f} (inherited {'-' if inherited is None else f'{inherited:.4f}'})")
 
 
 def load_model(folder: str | Path) -> torch.nn.Module:
@@ -442,9 +468,7 @@ class FinetunePlan:
             if found is not None:
                 metrics["searched_recipe"] = found
                 (folder / METRICS).write_text(json.dumps(metrics, indent=1))
-            inherited = metrics["inherited_miou"]
-            progress.line(f"model {i}/{len(self.jobs)} {folder.name}: val mIoU {metrics['val_miou']:.4f} "
-                          f"(inherited {'-' if inherited is None else f'{inherited:.4f}'}), "
+            progress.line(f"model {i}/{len(self.jobs)} {folder.name}: {scores_line(metrics)}, "
                           f"latency {metrics['latency']['latency_ms']:.2f} ms -> {folder}")
             results.append(metrics)
         return results

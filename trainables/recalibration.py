@@ -68,15 +68,23 @@ def evaluation_batches(calibration_set, val_set, evaluation, rank: int = 0, worl
     """``(calibration, val)`` batch lists of a training worker: the first ``evaluation.calibration_images``
     training images (the same on every worker) and this worker's shard (``rank::world``) of the first
     ``evaluation.val_images`` validation images; ``evaluation``: an ``EvaluationSection``."""
+    calibration = _batches(calibration_set, range(min(evaluation.calibration_images, len(calibration_set))),
+                           evaluation.batch_size)
+    return calibration, shard_batches(val_set, evaluation.batch_size, rank, world, evaluation.val_images)
+
+
+@torch.no_grad()
+def shard_batches(dataset, batch_size: int, rank: int = 0, world: int = 1, images: int | None = None) -> list:
+    """This worker's shard (``rank::world``) of the first ``images`` (None: all) images of ``dataset``, batched."""
+    return _batches(dataset, list(range(len(dataset)))[:images][rank::world], batch_size)
+
+
+def _batches(dataset, indices, batch_size: int) -> list:
     from torch.utils.data import DataLoader, Subset
 
     from raynas.data import pad_collate
 
-    def batches(dataset, indices) -> list:
-        return list(DataLoader(Subset(dataset, indices), batch_size=evaluation.batch_size, collate_fn=pad_collate))
-
-    calibration = batches(calibration_set, list(range(min(evaluation.calibration_images, len(calibration_set)))))
-    return calibration, batches(val_set, list(range(len(val_set)))[: evaluation.val_images][rank::world])
+    return list(DataLoader(Subset(dataset, list(indices)), batch_size=batch_size, collate_fn=pad_collate))
 
 
 def evaluate_arch(supernet: nn.Module, arch: Mapping[str, Any], calibration_batches: Iterable,

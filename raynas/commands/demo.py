@@ -123,7 +123,7 @@ def run(args: argparse.Namespace) -> int:
     from raynas.sweep import run_sweep
     from raynas.sweep_folder import SweepFolder
     from raynas.training_config import SupernetTrainingConfig
-    from trainables.finetune import FinetunePlan, FinetuneSettings
+    from trainables.finetune import FinetunePlan, FinetuneSettings, scores_line
 
     log = print
     sections = read_demo_config(args.config)
@@ -159,7 +159,7 @@ def run(args: argparse.Namespace) -> int:
                           models=models, noise=noise)
     model = models[0]
     log(f"demo: 4/{STEPS} report: {report}")
-    log(f"demo: done in {time.time() - started:.0f} s. The model: val mIoU {model['val_miou']:.3f} "
-        f"(inherited {model['inherited_miou']:.3f}), {model['flops'] / 1e9:.3f} GMACs at {model['resolution']}, "
+    log(f"demo: done in {time.time() - started:.0f} s. The model: {scores_line(model)}, "
+        f"{model['flops'] / 1e9:.3f} GMACs at {model['resolution']}, "
         f"latency {model['latency']['latency_ms']:.2f} ms -> {model['files']['onnx']}")
     return 0
