@@ -210,9 +210,12 @@ def test_a_sweep_searches_shrinking_hyperparameters_and_plots_each_runs_path(ray
     ft = FinetuneSettings.load({"recipe": {"epochs": 1, "steps_per_epoch": 2, "batch_size": 2},
                                 "scaling": {"num_workers": 1}, "out": str(tmp_path / "models"),
                                 "evaluation": {"calibration_images": 4, "val_images": 8}})
-    (model,) = FinetunePlan(out, ft).run(Progress(stream=open(os.devnull, "w")))
+    said = io.StringIO()
+    (model,) = FinetunePlan(out, ft).run(Progress(stream=said, interval=0))
     assert model["arch_id"] == evaluated.sort_values("miou").iloc[-1]["found_arch_id"]
     assert (tmp_path / "models" / model["arch_id"] / "model.onnx").is_file() and model["val_miou"] >= 0
+    # a shrinking run never trained its largest sub-network as a network: no teacher, and the user is told
+    assert not model["recipe"]["distill"] and "without distillation" in said.getvalue()
 
 
 

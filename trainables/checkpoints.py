@@ -48,7 +48,9 @@ def read_meta(checkpoint_path: str | Path, state_file: str = CHECKPOINT_FILE) ->
     """The ``meta.json`` of a checkpoint (folder, its ``state_file`` or a run directory: latest).
 
     A supernet's: ``space``, ``space_options``, ``num_classes``, ``ignore_index``,
-    ``epoch``, ``step``, ``history`` (per-epoch metrics) and the training ``config``.
+    ``epoch``, ``step``, ``history`` (per-epoch metrics), the training ``config`` and ``teacher``:
+    whether its largest sub-network was trained as a network of its own and can be distilled from
+    (a sandwich-rule supernet: yes; the weights of a search that trains: no; absent: yes).
     """
     return json.loads((checkpoint_dir(checkpoint_path, state_file) / META_FILE).read_text())
 

@@ -5,7 +5,9 @@ sub-networks of a supernet sweep (or up to ``top_k`` points of its Pareto
 front), extracts each from the supernet with its inherited weights (or
 builds it fresh, ``from_scratch``) and trains it with a ``TorchTrainer``:
 several workers (DDP), cross-entropy plus, with ``distill``, the pixel-wise
-KL divergence to the supernet's largest sub-network (frozen), AdamW with
+KL divergence to the supernet's largest sub-network (frozen; a sandwich-rule
+supernet's only: the weights of a search that trains hold no trained
+largest sub-network, so its models train without), AdamW with
 warm-up and poly decay, a checkpoint and a validation (mIoU on the whole
 validation split) every epoch, resumed from its latest checkpoint when run
 again. With a ``search`` section Ray Tune searches the recipe (learning
@@ -297,7 +299,8 @@ def search_recipe(job: dict, settings: FinetuneSettings, folder: Path, progress:
 
     search = settings.search
     space = {"lr": tune.loguniform(*search.lr), "weight_decay": tune.loguniform(*search.weight_decay),
-             "epochs": tune.choice(search.epochs), "distill": tune.choice(search.distill)}
+             "epochs": tune.choice(search.epochs),
+             "distill": tune.choice(search.distill if job["teacher"] else [False])}
     trainable = tune.with_resources(tune.with_parameters(recipe_trial, job=job, scaling=settings.scaling.dump(),
                                                          storage=str(folder / "recipes")), {"cpu": 0.01})
     experiment = folder / "search"
@@ -458,7 +461,14 @@ class FinetunePlan:
                           f"{'from scratch' if self.settings.from_scratch else 'inherited weights'}, "
                           f"{space.cost(arch, self.resolution, meta['num_classes'])['flops'] / 1e9:.3f} GMACs "
                           f"at {self.resolution}")
-            job = _job(arch, checkpoint, self.settings, self.data, self.settings.recipe)
+            recipe = self.settings.recipe
+            teacher = meta.get("teacher", True)
+            searched = self.settings.search is not None and True in self.settings.search.distill
+            if not teacher and (recipe.distill or searched):
+                progress.line(f"model {i}/{len(self.jobs)} {folder.name}: without distillation: its weights come "
+                              f"from a search that trains, whose largest sub-network was never trained as a network")
+                recipe = recipe.updated({"distill": False})
+            job = _job(arch, checkpoint, self.settings, self.data, recipe) | {"teacher": teacher}
             found = None
             if self.settings.search is not None:
                 trained, found = search_recipe(job, self.settings, folder, progress)

@@ -150,7 +150,8 @@ def run_training_trial(config: dict, objective: SearchThatTrains) -> None:
         with tempfile.TemporaryDirectory() as directory:
             torch.save(objective.state(run), Path(directory) / RUN_STATE)
             state, meta = objective.weights(run)
-            write_checkpoint(directory, {"model": state}, meta)
+            # the run trained what it holds, not the largest sub-network as a network: nothing to distil from
+            write_checkpoint(directory, {"model": state}, meta | {"teacher": False})
             tune.report({**metrics, "feasible": True, "finished_at": time.time()},
                         checkpoint=tune.Checkpoint.from_directory(directory))
 

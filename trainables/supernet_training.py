@@ -206,7 +206,7 @@ def train_loop_per_worker(config: dict) -> None:
         history.append(metrics)
         meta = {"space": cfg.space, "space_options": dict(cfg.space_options), "num_classes": num_classes,
                 "ignore_index": ignore_index, "epoch": epoch + 1, "step": step, "history": history,
-                "config": cfg.dump()}
+                "config": cfg.dump(), "teacher": True}  # the sandwich rule trains the max sub-network itself
         with tempfile.TemporaryDirectory() as directory:
             saved = None
             if rank == 0:
