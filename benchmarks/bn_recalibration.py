@@ -4,7 +4,7 @@ Without recalibration a sub-network uses the supernet's running statistics,
 which blend every sub-network trained in the sandwich (and trail the
 weights); with it, its own statistics on ``--calibration`` training images
 (paper: 32). Both on the validation images the supernet was trained with
-(or the first ``--val``), one torch thread.
+(or ``--val`` of them, spread over the split), one torch thread.
 
     python benchmarks/bn_recalibration.py ~/raynas_results/camvid_cpu
 """

@@ -127,8 +127,8 @@ class EvaluationSection(Section):
 
     SECTION = "evaluation"
 
-    calibration_images: Whole(0) = 32  # training images for BN recalibration (paper §4.2: 32)
-    val_images: Whole(1) | None = None  # None: the whole validation split
+    calibration_images: Whole(0) = 32  # training images for BN recalibration (paper §4.2: 32), spread over the split
+    val_images: Whole(1) | None = None  # spread over the split; None: the whole validation split
     batch_size: Whole(1) = 8
 
 

@@ -5,7 +5,8 @@ sub-networks of a supernet sweep (or up to ``top_k`` points of its Pareto
 front), extracts each from the supernet with its inherited weights (or
 builds it fresh, ``from_scratch``) and trains it with a ``TorchTrainer``:
 several workers (DDP), cross-entropy plus, with ``distill``, the pixel-wise
-KL divergence to the supernet's largest sub-network (frozen; a sandwich-rule
+KL divergence to the supernet's largest sub-network (frozen, its BN
+recalibrated as when the sweep scores a sub-network; a sandwich-rule
 supernet's only: the weights of a search that trains hold no trained
 largest sub-network, so its models train without), AdamW with
 warm-up and poly decay, a checkpoint and a validation (mIoU on the whole
@@ -167,6 +168,8 @@ def finetune_loop(config: dict) -> None:
     steps = recipe.steps_per_epoch or len(loader)
     total = recipe.epochs * steps
     calibration, val_batches = evaluation_batches(calibration_set, val_set, evaluation, rank, world)
+    if teacher is not None:  # its BN statistics, like any scored sub-network's, from the calibration images
+        recalibrate_bn(teacher, calibration, device)
 
     start_epoch, step, history, inherited = 0, 0, [], None
     optimizer, scheduler = optimizer_and_schedule(student, recipe, total)

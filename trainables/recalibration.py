@@ -2,7 +2,8 @@
 
 A weight-sharing supernet's running BN statistics blend every sub-network it
 trained; before scoring one, its statistics are re-estimated on a few
-training images (the core paper §4.2 uses 32): reset the running statistics,
+training images spread over the split (the core paper §4.2 uses 32; ``spread``):
+reset the running statistics,
 then take their plain average (``momentum=None``) over forward passes in
 train mode without gradients, and put the supernet's own statistics back
 afterwards.
@@ -65,18 +66,33 @@ def recalibrate_bn(model: nn.Module, batches: Iterable, device: torch.device | s
 
 @torch.no_grad()
 def evaluation_batches(calibration_set, val_set, evaluation, rank: int = 0, world: int = 1) -> tuple[list, list]:
-    """``(calibration, val)`` batch lists of a training worker: the first ``evaluation.calibration_images``
-    training images (the same on every worker) and this worker's shard (``rank::world``) of the first
-    ``evaluation.val_images`` validation images; ``evaluation``: an ``EvaluationSection``."""
-    calibration = _batches(calibration_set, range(min(evaluation.calibration_images, len(calibration_set))),
+    """``(calibration, val)`` batch lists of a training worker: ``evaluation.calibration_images`` training
+    images (the same on every worker) and this worker's shard (``rank::world``) of ``evaluation.val_images``
+    validation images, each subset ``spread`` over its split; ``evaluation``: an ``EvaluationSection``."""
+    calibration = _batches(calibration_set, spread(len(calibration_set), evaluation.calibration_images),
                            evaluation.batch_size)
     return calibration, shard_batches(val_set, evaluation.batch_size, rank, world, evaluation.val_images)
 
 
+def spread(size: int, count: int | None) -> list[int]:
+    """``count`` indices of ``range(size)`` spread evenly over it (all of them for None or ``count >= size``).
+
+    A split's list is ordered (CamVid's by sequence: its first 32 training images are all dusk frames of
+    one drive, its validation split another drive by day), so a subset taken from the front would
+    calibrate and score on one scene only.
+
+    >>> spread(10, 4), spread(10, None), spread(3, 5), spread(5, 0)
+    ([0, 3, 6, 9], [0, 1, 2, 3, 4, 5, 6, 7, 8, 9], [0, 1, 2], [])
+    """
+    if count is None or count >= size:
+        return list(range(size))
+    return [round(i * (size - 1) / max(count - 1, 1)) for i in range(count)]
+
+
 @torch.no_grad()
 def shard_batches(dataset, batch_size: int, rank: int = 0, world: int = 1, images: int | None = None) -> list:
-    """This worker's shard (``rank::world``) of the first ``images`` (None: all) images of ``dataset``, batched."""
-    return _batches(dataset, list(range(len(dataset)))[:images][rank::world], batch_size)
+    """This worker's shard (``rank::world``) of ``images`` images of ``dataset`` spread over it (None: all), batched."""
+    return _batches(dataset, spread(len(dataset), images)[rank::world], batch_size)
 
 
 def _batches(dataset, indices, batch_size: int) -> list:

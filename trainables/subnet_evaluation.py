@@ -2,7 +2,8 @@
 
 Per trial: set the architecture, recalibrate the batch-norm statistics on
 ``calibration_images`` training images (``trainables.recalibration``),
-compute mIoU on the validation split (or its first ``val_images``), and
+compute mIoU on the validation split (or ``val_images`` of it; both subsets
+spread evenly over their split, ``trainables.recalibration.spread``), and
 return ``miou``, ``flops`` and ``params`` at the deployment ``resolution``,
 ``arch_id`` and the time split (``recalibration_s``, ``inference_s``,
 ``overhead_s``, ``latency_s``); with ``latency`` settings also the
@@ -115,14 +116,14 @@ def cached_supernet(checkpoint: str, device: str = "cpu") -> tuple[nn.Module, di
 def cached_batches(evaluation: SubnetEvaluation, meta: Mapping[str, Any], split: str) -> list:
     """The calibration (``split="train"``) or validation batches, decoded once per process."""
     from raynas.data import EvalTransform, pad_collate
+    from trainables.recalibration import spread
 
     data = evaluation.data(meta)
     count = evaluation.calibration_images if split == "train" else evaluation.val_images
     key = (repr(sorted(data.dump().items())), split, count, evaluation.batch_size)
     if key not in _BATCHES:
         dataset = data.make(split, EvalTransform(data.eval_size), cache=False)  # the batches below are the cache
-        indices = list(range(len(dataset) if count is None else min(count, len(dataset))))
-        loader = torch.utils.data.DataLoader(torch.utils.data.Subset(dataset, indices),
+        loader = torch.utils.data.DataLoader(torch.utils.data.Subset(dataset, spread(len(dataset), count)),
                                              batch_size=evaluation.batch_size, collate_fn=pad_collate)
         _BATCHES[key] = list(loader)
     return _BATCHES[key]
