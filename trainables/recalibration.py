@@ -69,7 +69,7 @@ def evaluation_batches(calibration_set, val_set, evaluation, rank: int = 0, worl
     """``(calibration, val)`` batch lists of a training worker: ``evaluation.calibration_images`` training
     images (the same on every worker) and this worker's shard (``rank::world``) of ``evaluation.val_images``
     validation images, each subset ``spread`` over its split; ``evaluation``: an ``EvaluationSection``."""
-    calibration = _batches(calibration_set, spread(len(calibration_set), evaluation.calibration_images),
+    calibration = batches_of(calibration_set, spread(len(calibration_set), evaluation.calibration_images),
                            evaluation.batch_size)
     return calibration, shard_batches(val_set, evaluation.batch_size, rank, world, evaluation.val_images)
 
@@ -92,10 +92,11 @@ def spread(size: int, count: int | None) -> list[int]:
 @torch.no_grad()
 def shard_batches(dataset, batch_size: int, rank: int = 0, world: int = 1, images: int | None = None) -> list:
     """This worker's shard (``rank::world``) of ``images`` images of ``dataset`` spread over it (None: all), batched."""
-    return _batches(dataset, spread(len(dataset), images)[rank::world], batch_size)
+    return batches_of(dataset, spread(len(dataset), images)[rank::world], batch_size)
 
 
-def _batches(dataset, indices, batch_size: int) -> list:
+def batches_of(dataset, indices, batch_size: int) -> list:
+    """The images ``indices`` of ``dataset`` as a list of batches (padded to a common size)."""
     from torch.utils.data import DataLoader, Subset
 
     from raynas.data import pad_collate
