@@ -2,11 +2,10 @@
 
 A weight-sharing supernet's running BN statistics blend every sub-network it
 trained; before scoring one, its statistics are re-estimated on a few
-training images spread over the split (the core paper §4.2 uses 32; ``spread``):
-reset the running statistics,
-then take their plain average (``momentum=None``) over forward passes in
-train mode without gradients, and put the supernet's own statistics back
-afterwards.
+training images spread over the split (the core paper §4.2 uses 32;
+``spread``): reset the running statistics, then take their plain average
+(``momentum=None``) over forward passes in train mode without gradients, and
+put the supernet's own statistics back afterwards.
 """
 
 from __future__ import annotations
@@ -70,7 +69,7 @@ def evaluation_batches(calibration_set, val_set, evaluation, rank: int = 0, worl
     images (the same on every worker) and this worker's shard (``rank::world``) of ``evaluation.val_images``
     validation images, each subset ``spread`` over its split; ``evaluation``: an ``EvaluationSection``."""
     calibration = batches_of(calibration_set, spread(len(calibration_set), evaluation.calibration_images),
-                           evaluation.batch_size)
+                             evaluation.batch_size)
     return calibration, shard_batches(val_set, evaluation.batch_size, rank, world, evaluation.val_images)
 
 
