@@ -115,17 +115,15 @@ def cached_supernet(checkpoint: str, device: str = "cpu") -> tuple[nn.Module, di
 
 def cached_batches(evaluation: SubnetEvaluation, meta: Mapping[str, Any], split: str) -> list:
     """The calibration (``split="train"``) or validation batches, decoded once per process."""
-    from raynas.data import EvalTransform, pad_collate
-    from trainables.recalibration import spread
+    from raynas.data import EvalTransform
+    from trainables.recalibration import batches_of, spread
 
     data = evaluation.data(meta)
     count = evaluation.calibration_images if split == "train" else evaluation.val_images
     key = (repr(sorted(data.dump().items())), split, count, evaluation.batch_size)
     if key not in _BATCHES:
         dataset = data.make(split, EvalTransform(data.eval_size), cache=False)  # the batches below are the cache
-        loader = torch.utils.data.DataLoader(torch.utils.data.Subset(dataset, spread(len(dataset), count)),
-                                             batch_size=evaluation.batch_size, collate_fn=pad_collate)
-        _BATCHES[key] = list(loader)
+        _BATCHES[key] = batches_of(dataset, spread(len(dataset), count), evaluation.batch_size)
     return _BATCHES[key]
 
 
@@ -196,7 +194,8 @@ def score_noise(checkpoint: str, arch: Mapping[str, Any], evaluation: SubnetEval
     """
     import random
 
-    from raynas.data import EvalTransform, pad_collate
+    from raynas.data import EvalTransform
+    from trainables.recalibration import batches_of
 
     device = evaluation.torch_device()
     supernet, meta = cached_supernet(checkpoint, device)
@@ -207,8 +206,7 @@ def score_noise(checkpoint: str, arch: Mapping[str, Any], evaluation: SubnetEval
 
     def batches(dataset, count):
         indices = sorted(rng.sample(range(len(dataset)), min(count or len(dataset), len(dataset))))
-        return list(torch.utils.data.DataLoader(torch.utils.data.Subset(dataset, indices),
-                                                batch_size=evaluation.batch_size, collate_fn=pad_collate))
+        return batches_of(dataset, indices, evaluation.batch_size)
 
     scores = []
     for _ in range(draws):
