@@ -167,3 +167,19 @@ def epochs_figure(epochs: pd.DataFrame, column: str, labels: Mapping[str, str], 
     if shown - {""}:
         ax.legend(fontsize="small")
     return fig
+
+
+def rank_check_figure(check: Mapping, sets: Sequence[str] = ("spread", "top_k")) -> Figure:
+    """Fine-tuned against inherited score of the rank check's sub-networks, one marker per set."""
+    fig, ax = _figure()
+    models = check["models"]
+    for marker, name in zip(("o", "s"), sets):
+        ids = check[name]["arch_ids"]
+        ax.scatter([models[i]["inherited"] for i in ids], [models[i]["finetuned"] for i in ids], marker=marker,
+                   alpha=0.7, label=f"{name} (Kendall τ {check[name]['kendall_tau']:.2f})")
+    metric = label(check["metric"])
+    ax.set_xlabel(f"inherited {metric} (what the sweep ranked by)")
+    ax.set_ylabel(f"fine-tuned {metric} (all val images)")
+    ax.set_title("Does the sweep's ranking hold after fine-tuning?")
+    ax.legend()
+    return fig

@@ -12,6 +12,7 @@ from __future__ import annotations
 import base64
 import html
 import json
+import math
 import os
 import shutil
 import tempfile
@@ -30,6 +31,7 @@ from analysis.plots import (
     hypervolume_figure,
     label,
     pareto_figure,
+    rank_check_figure,
     searcher_colours,
     time_curves_figure,
     to_png,
@@ -67,6 +69,8 @@ class SweepAnalysis:
     models: list[dict] = field(default_factory=list)  # fine-tuned winners (``metrics.json`` of each)
     noise: dict | None = None  # how much one architecture's score moves with the images scoring it
     spread: float | None = None  # the standard deviation of the metric over the sweep's evaluated sub-networks
+    searcher_bests: dict[str, float] = field(default_factory=dict)  # each searcher's best feasible value, all seeds
+    rank_check: dict | None = None  # ``raynas rank-check``'s result: how far the ranking holds after fine-tuning
     plots: list[ReportPlot] = field(default_factory=list)
     skipped: list[tuple[str, str]] = field(default_factory=list)  # (plot name, why)
 
@@ -215,12 +219,14 @@ def latency_note(df: pd.DataFrame) -> str:
 
 
 def analyse(df: pd.DataFrame, settings: Mapping[str, Any], top_k: int = 10, models: list[dict] | None = None,
-            noise: dict | None = None, epochs: pd.DataFrame | None = None) -> SweepAnalysis:
+            noise: dict | None = None, epochs: pd.DataFrame | None = None,
+            rank_check: dict | None = None) -> SweepAnalysis:
     """Compute the tables and draw the plots of the report; plots that cannot be drawn are listed with why.
 
     ``models``: the fine-tuned winners, shown first; ``noise``: a ``score_noise`` result, stated beside
-    the spread of the metric between the sweep's sub-networks; ``epochs``: the per-epoch reports of a
-    sweep whose trials train (``analysis.results.load_epochs``), drawn per trial."""
+    the spread of the metric between the sweep's sub-networks and between the searchers' bests; ``epochs``:
+    the per-epoch reports of a sweep whose trials train (``analysis.results.load_epochs``), drawn per trial;
+    ``rank_check``: ``raynas rank-check``'s result (``SweepFolder.rank_check_file``)."""
     if df.empty:
         raise UserError("the sweep has no trials")
     metric, mode = objective(df, settings)
@@ -250,6 +256,13 @@ def analyse(df: pd.DataFrame, settings: Mapping[str, Any], top_k: int = 10, mode
         plots.append(plot)
     if epochs is not None and not epochs.empty:
         plots += _epoch_plots(epochs, metric, colours)
+    if rank_check is not None:
+        caption = ("Each sub-network of the rank check: the score the sweep ranked it by against its score after "
+                   "fine-tuning with one recipe; a ranking that holds rises from left to right.")
+        plots.append(ReportPlot("rank_check", "Inherited against fine-tuned score", caption,
+                                to_png(rank_check_figure(rank_check))))
+    evaluated = feasible_rows(df, [metric])
+    bests = evaluated.groupby(evaluated["searcher"].astype(str))[metric]
 
     return SweepAnalysis(
         metric=metric,
@@ -264,7 +277,9 @@ def analyse(df: pd.DataFrame, settings: Mapping[str, Any], top_k: int = 10, mode
         latency_note=latency_note(df),
         models=list(models or []),
         noise=noise,
-        spread=float(feasible_rows(df, [metric])[metric].std()) if len(feasible_rows(df, [metric])) > 1 else None,
+        spread=float(evaluated[metric].std()) if len(evaluated) > 1 else None,
+        searcher_bests=(bests.max() if mode == "max" else bests.min()).to_dict(),
+        rank_check=rank_check,
         plots=plots,
         skipped=skipped,
     )
@@ -313,6 +328,7 @@ def render_html(analysis: SweepAnalysis, settings: Mapping[str, Any], plots_href
 ({direction} is better); budgets count feasible evaluations.</p>
 {f"<p>{e(analysis.latency_note)}</p>" if analysis.latency_note else ""}
 {_noise_section(analysis)}
+{_rank_check_section(analysis, settings)}
 <h2>Ranking</h2>
 <p>Per seed, searchers are ranked by their best feasible {e(analysis.metric)} (1 = best, ties share the
 average rank, a run without a feasible trial ranks last); <code>mean_rank</code> averages over seeds.
@@ -366,11 +382,62 @@ def _noise_section(analysis: SweepAnalysis) -> str:
     if not noise:
         return ""
     spread = f"{analysis.spread:.4f}" if analysis.spread is not None else "–"
-    return (f"<p><b>How far to trust a score.</b> One architecture's inherited-weight {html.escape(analysis.metric)} "
+    text = (f"<p><b>How far to trust a score.</b> One architecture's inherited-weight {html.escape(analysis.metric)} "
             f"moved with the images that score it by std {noise['std']:.4f} over {noise['draws']} draws of "
             f"{noise['calibration_images']} calibration images and {noise['val_images'] or 'all'} validation images "
             f"(mean {noise['mean']:.4f}); between the sweep's sub-networks it spreads with std {spread}. "
-            f"Differences smaller than about {2 * noise['std']:.4f} are within that noise.</p>")
+            f"Differences smaller than about {2 * noise['std']:.4f} are within that noise.")
+    bests = analysis.searcher_bests
+    if len(bests) > 1:
+        ordered = sorted(bests.items(), key=lambda kv: kv[1], reverse=analysis.mode == "max")
+        listed = ", ".join(f"{name}: {value:.4f}" for name, value in ordered)
+        margin, best = 2 * noise["std"], ordered[0][1]
+        tied = [name for name, value in ordered if abs(value - best) <= margin]
+        behind = [name for name, value in ordered if abs(value - best) > margin]
+        if not behind:
+            verdict = ("all within twice the score noise of the best: this sweep <b>cannot tell its searchers "
+                       "apart</b> by their best scores")
+        elif len(tied) == 1:
+            verdict = f"the best, {tied[0]}, is ahead of every other by more than twice the score noise"
+        else:
+            verdict = (f"within twice the score noise of the best: {', '.join(tied)} (this sweep cannot tell "
+                       f"these apart); behind by more than that: {', '.join(behind)}")
+        text += (f" The searchers' bests ({html.escape(listed)}) span {abs(ordered[-1][1] - best):.4f}; {verdict} "
+                 f"(whether one searcher beats another over seeds is the regret section's paired test).")
+    return text + "</p>"
+
+
+def _rank_check_section(analysis: SweepAnalysis, settings: Mapping[str, Any]) -> str:
+    """How far a supernet sweep's ranking holds: the rank check's correlations, or how to measure them."""
+    check = analysis.rank_check
+    if settings.get("benchmark") != "supernet":
+        return ""
+    if check is None:
+        return ("<h2>How far the ranking holds</h2><p>Not measured for this sweep: <code>python -m raynas rank-check "
+                "SWEEP_DIR</code> fine-tunes sub-networks with one recipe and says how well the inherited scores "
+                "rank them.</p>")
+    e = html.escape
+
+    def value(x: float) -> str:  # no coefficient where the scores do not vary
+        return "–" if math.isnan(x) else f"{x:.3f}"
+
+    rows = "".join(
+        f"<tr><td>{e(name)}</td><td>{c['n']}</td><td><b>{value(c['kendall_tau'])}</b></td>"
+        f"<td>[{value(c['ci_low'])}, {value(c['ci_high'])}]</td><td>{value(c['spearman'])}</td>"
+        f"<td>[{value(c['spearman_ci_low'])}, {value(c['spearman_ci_high'])}]</td></tr>"
+        for name, c in ((name, check[name]) for name in ("spread", "top_k")))
+    recipe = check["recipe"]
+    init = (check.get("init") or {}).get("source", "?")
+    data = f", data changed by {e(json.dumps(check['data']))}" if check.get("data") else ""
+    return f"""<h2>How far the ranking holds</h2>
+<p>Sub-networks of this sweep fine-tuned with one recipe ({recipe['epochs']} epochs × {recipe['steps_per_epoch']}
+steps of {recipe['batch_size']} images, lr {recipe['lr']:g}{data}) and scored on every validation image; Kendall's τ and
+Spearman's ρ between the {e(check['metric'])} the sweep ranked them by and the fine-tuned one, with 95% bootstrap
+intervals over the sub-networks. <code>spread</code>: sub-networks spread over the sweep's FLOPs range;
+<code>top_k</code>: its best feasible ones, the choice the search makes under its constraint. The supernet's
+weights started from {e(init)}.</p>
+<table><tr><th>set</th><th>n</th><th>Kendall τ</th><th>95% interval</th><th>Spearman ρ</th><th>95% interval</th></tr>
+{rows}</table>"""
 
 
 def _regret_section(analysis: SweepAnalysis) -> str:
@@ -395,18 +462,19 @@ def plots_dir_for(out: Path) -> Path:
 def write_report(
     df: pd.DataFrame, settings: Mapping[str, Any], out: str | Path, top_k: int = 10, source: str = "",
     models: list[dict] | None = None, noise: dict | None = None, epochs: pd.DataFrame | None = None,
+    rank_check: dict | None = None,
 ) -> Path:
     """Write the HTML report to ``out`` and its PNGs to ``<stem>_plots/``; return ``out``.
 
     ``models`` (fine-tuned winners) and ``noise`` (a score's noise) are shown first when given; ``epochs``
-    (per-epoch reports of trials that train) adds their curves."""
+    (per-epoch reports of trials that train) adds their curves; ``rank_check`` how far the ranking holds."""
     out = Path(out)
     if out.is_dir():
         raise UserError(f"--out {out}: is a directory; give the path of the HTML file to write")
     plots_dir = plots_dir_for(out)
     if plots_dir.exists() and (not plots_dir.is_dir() or any(p.suffix != ".png" for p in plots_dir.iterdir())):
         raise UserError(f"{plots_dir}: exists and is not a folder of report plots; choose another --out")
-    analysis = analyse(df, settings, top_k, models, noise, epochs)
+    analysis = analyse(df, settings, top_k, models, noise, epochs, rank_check)
     page = render_html(analysis, settings, plots_dir.name, source or str(out.parent))
 
     out.parent.mkdir(parents=True, exist_ok=True)

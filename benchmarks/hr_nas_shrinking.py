@@ -78,7 +78,7 @@ def train_from_scratch(space_options: Mapping[str, Any], arch: Mapping[str, Any]
     from trainables.recalibration import evaluation_batches, recalibrate_bn
     from trainables.searching import forever
     from trainables.shrinking import ShrinkingSettings
-    from trainables.supernet_training import warmup_poly
+    from trainables.training import warmup_poly
 
     torch.set_num_threads(1)
     torch.manual_seed(seed)

@@ -13,7 +13,8 @@ import sys
 
 from raynas.errors import UserError
 
-COMMANDS = ("demo", "train-supernet", "sweep", "finetune", "compare", "report", "inspect", "latency")
+COMMANDS = ("demo", "pretrain", "train-supernet", "sweep", "finetune", "rank-check", "compare", "report", "inspect",
+            "latency")
 
 
 def build_parser() -> argparse.ArgumentParser:

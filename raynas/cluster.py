@@ -8,12 +8,23 @@ does not answer is one clear error within seconds (Ray itself waits minutes).
 
 from __future__ import annotations
 
+import contextlib
 import os
 import socket
+from typing import Iterator
 
 from raynas.errors import UserError
 
+JOIN_HELP = "Ray cluster to join (default: RAY_ADDRESS, else a running cluster, else a local Ray)"
+
 REACH_TIMEOUT_S = 5.0
+
+
+def add_cluster_arguments(parser, logs: str = "Ray's") -> None:
+    """A command's ``--address`` (the cluster to join, ``connect``) and ``--verbose`` (show ``logs`` own log
+    output instead of keeping it in the run's ``raynas.log``)."""
+    parser.add_argument("--address", default=None, help=JOIN_HELP)
+    parser.add_argument("--verbose", action="store_true", help=f"show {logs} own log output")
 
 
 def connect(address: str | None = None, verbose: bool = False) -> None:
@@ -42,3 +53,27 @@ def connect(address: str | None = None, verbose: bool = False) -> None:
         ray.init(address=address, log_to_driver=verbose, logging_level=logging.INFO if verbose else logging.ERROR)
     except ConnectionError as err:
         raise UserError(f"--address: cannot join a Ray cluster at {address!r} ({err})") from None
+
+
+# What a Tune trial that only drives a Ray Train run asks for: no CPU, so that its run's workers can have every
+# CPU (with 0.01 CPU each, two 1-CPU runs do not fit on 2 CPUs); Tune needs some resource, so 1 MiB of memory
+DRIVER_TRIAL_RESOURCES = {"cpu": 0, "memory": 2**20}
+
+# Tune's console output off (its progress tables, the TensorBoard hint) and of its result loggers only the JSON
+# one (per-trial CSV and TensorBoard files cost more than a tabular trial itself: BENCHMARKS.md)
+QUIET_TUNE = {"RAY_AIR_NEW_OUTPUT": "0", "TUNE_DISABLE_AUTO_CALLBACK_LOGGERS": "1"}
+
+
+@contextlib.contextmanager
+def tune_environment(**variables: str) -> Iterator[None]:
+    """Tune's knobs that are environment variables read when an experiment runs, set for its duration."""
+    before = {name: os.environ.get(name) for name in variables}
+    os.environ.update(variables)
+    try:
+        yield
+    finally:
+        for name, value in before.items():
+            if value is None:
+                os.environ.pop(name, None)
+            else:
+                os.environ[name] = value

@@ -19,7 +19,6 @@ is evaluated twice. The folder layout is ``raynas.sweep_folder``'s.
 
 from __future__ import annotations
 
-import contextlib
 import glob
 import json
 import os
@@ -27,11 +26,12 @@ import shutil
 import tempfile
 import time
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any
 
 from ray.tune import Callback
 from ray.tune.schedulers import FIFOScheduler
 
+from raynas.cluster import QUIET_TUNE, tune_environment
 from raynas.config import SweepConfig
 from raynas.errors import UserError, check_choice
 from raynas.progress import Progress, duration, eta, quiet_ray_logs, status_fields
@@ -250,21 +250,6 @@ def trial_dirname(trial) -> str:
     return SweepFolder.trial_dir_name(trial.config["searcher"], trial.config["seed"], trial.trial_id)
 
 
-@contextlib.contextmanager
-def tune_environment(**variables: str) -> Iterator[None]:
-    """Tune's knobs that are environment variables read when an experiment runs, set for its duration."""
-    before = {name: os.environ.get(name) for name in variables}
-    os.environ.update(variables)
-    try:
-        yield
-    finally:
-        for name, value in before.items():
-            if value is None:
-                os.environ.pop(name, None)
-            else:
-                os.environ[name] = value
-
-
 def queued_trials(plan: SweepPlan, resources: dict[str, float]) -> int:
     """How many trials Tune keeps queued: twice the slots the cluster has now (at least 16), so slots never
     idle and an autoscaler sees demand beyond them; never more than the runs' limits allow in flight."""
@@ -329,8 +314,8 @@ def run_sweep(config: SweepConfig, resume: bool = False, address: str | None = N
     started = time.time()
     # queued trials: see ``queued_trials``; of Tune's result loggers only the JSON one (per-trial CSV and
     # TensorBoard files cost more than a tabular trial itself: BENCHMARKS.md); its console tables off
-    with tune_environment(TUNE_MAX_PENDING_TRIALS_PG=str(queued_trials(plan, resources)), RAY_AIR_NEW_OUTPUT="0",
-                          TUNE_DISABLE_AUTO_CALLBACK_LOGGERS="1"), progress.active():
+    with tune_environment(TUNE_MAX_PENDING_TRIALS_PG=str(queued_trials(plan, resources)), **QUIET_TUNE), \
+            progress.active():
         tuner.fit()
     state = SweepSearcher.saved_state(folder.experiment)
     for summary in state.summaries():

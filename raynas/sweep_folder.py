@@ -11,6 +11,8 @@
     OUT/raynas.log        Ray's and Tune's own log output (kept off the console)
     OUT/score_noise.json  how much one architecture's score moves with the images scoring it
     OUT/finetune/         the fine-tuned winners: <arch_id>/model.onnx, model.pt, metrics.json
+    OUT/rank_check/       how far the ranking holds (``raynas rank-check``): rank_check.json, what was
+                          checked (plan.json), the fine-tuning runs (models/), their Tune experiment (tune/)
 """
 
 from __future__ import annotations
@@ -34,6 +36,7 @@ class SweepFolder:
     LOG = "raynas.log"
     NOISE = "score_noise.json"
     FINETUNE = "finetune"
+    RANK_CHECK = "rank_check"
 
     def __init__(self, out: str | os.PathLike):
         self.path = Path(out).expanduser().resolve()
@@ -65,6 +68,18 @@ class SweepFolder:
     @property
     def finetune(self) -> Path:
         return self.path / self.FINETUNE
+
+    @property
+    def rank_check(self) -> Path:
+        return self.path / self.RANK_CHECK
+
+    @property
+    def rank_check_file(self) -> Path:
+        return self.rank_check / "rank_check.json"
+
+    @property
+    def rank_check_plan(self) -> Path:
+        return self.rank_check / "plan.json"
 
     @staticmethod
     def trial_dir_name(searcher: str, seed: int, trial_id: str) -> str:

@@ -5,6 +5,9 @@ field is a ``UserError`` naming it (``training.lr``) and what is allowed.
 Sections:
 
 ``space`` / ``space_options``  the weight-sharing search space and its options;
+``init``        where the weights start: ``imagenet`` (the space's offline ImageNet
+                weights), ``random``, or a ``raynas pretrain`` checkpoint
+                (``trainables.initial_weights``);
 ``data``        data set, its root (none → the procedurally generated set),
                 crop and evaluation sizes, loader processes;
 ``training``    epochs, steps, batch, sandwich rule, distillation, AdamW, schedule;
@@ -111,7 +114,14 @@ class TrainingSection(Section):
     steps_per_epoch: Whole(1) | None = None  # None: one pass over the training set per epoch
     batch_size: Whole(1) = 2  # images per worker per step
     random_subnets: Whole(0) = 2  # N of the sandwich rule: max + min + N random per step
+    distill: StrictBool = True  # students learn the max sub-network's predictions (inplace distillation), else labels
     distill_ce_weight: NonNegative = 0.0  # students' loss = KL to the max sub-network + this × CE
+    # each student's loss × this; None: 1 / (N + 1), the students' mean (their sum, BigNAS's 1, outweighs the max
+    # sub-network's loss and costs it mIoU with a few images per worker: BENCHMARKS.md, the sandwich's recipe)
+    student_weight: NonNegative | None = None
+    # BatchNorm statistics over all workers' images (SyncBN, as TopFormer trains) instead of each worker's own:
+    # for a few images per GPU; on CPU workers (gloo) a step takes 2.7× as long (BENCHMARKS.md)
+    sync_bn: StrictBool = False
     lr: Positive = 1.2e-4
     weight_decay: NonNegative = 0.01
     betas: tuple[Fraction, Fraction] = (0.9, 0.999)
@@ -120,6 +130,12 @@ class TrainingSection(Section):
     warmup_ratio: Fraction = 1e-6  # learning-rate factor at step 0 of the linear warm-up
     poly_power: Positive = 1.0
     seed: Whole(0) = 0
+
+
+class SegmentationTraining(TrainingSection):
+    # the max sub-network's cross-entropy: every pixel alike, or weighted by median-frequency balancing
+    # (SegNet's CamVid setting: rare classes such as poles and cyclists count; raynas.data's class_weights)
+    class_weights: Choice("none", "median_frequency") = "none"
 
 
 class EvaluationSection(Section):
@@ -171,8 +187,9 @@ class SupernetTrainingConfig(Section):
 
     space: str = "efficient_topformer"
     space_options: dict[str, Any] = Field(default_factory=dict)
+    init: str = "imagenet"  # or "random", or a `raynas pretrain` checkpoint (trainables.initial_weights)
     data: DataSection = Field(default_factory=DataSection)
-    training: TrainingSection = Field(default_factory=TrainingSection)
+    training: SegmentationTraining = Field(default_factory=SegmentationTraining)
     evaluation: EvaluationSection = Field(default_factory=EvaluationSection)
     scaling: ScalingSection = Field(default_factory=ScalingSection)
     run: RunSection = Field(default_factory=RunSection)

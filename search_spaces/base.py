@@ -291,6 +291,11 @@ class WeightSharingSpace(SearchSpace):
       in one of ``FLOP_CONVENTIONS``; ``search_spaces.flop_counter`` counts a real
       model the same way;
     - ``depth_dimensions``: the names of the dimensions that count layers;
+    - ``build_classifier(num_classes)``: for ImageNet pre-training (``raynas pretrain``), a module
+      holding a supernet (``.supernet``) with a classification head, ``set_active(arch)`` and
+      ``(N, classes)`` logits; ``TRAINED_PARTS`` names the supernet's children it trains;
+    - ``IMAGENET_SOURCE`` and ``inherit_imagenet(supernet)``: ImageNet weights shipped offline, copied
+      into a supernet (the fraction of each part's parameters filled); ``IMAGENET_SOURCE`` None: none;
     - ``REFERENCE_NAMES``: published models expressible in its layers (may be
       empty), with ``reference_model(name, num_classes)``, ``reference_cost(name,
       resolution, num_classes, convention)``, ``published(name)`` (the paper's
@@ -299,6 +304,7 @@ class WeightSharingSpace(SearchSpace):
     """
 
     REFERENCE_NAMES: tuple[str, ...] = ()
+    IMAGENET_SOURCE: str | None = None
 
     @property
     def depth_dimensions(self) -> tuple[str, ...]:
@@ -319,6 +325,13 @@ class WeightSharingSpace(SearchSpace):
 
     def build_model(self, arch: Mapping[str, Any], num_classes: int = 150):
         raise NotImplementedError
+
+    def build_classifier(self, num_classes: int):
+        raise UserError(f"space {self.name!r} has no ImageNet classifier to pre-train")
+
+    def inherit_imagenet(self, supernet) -> dict[str, float]:
+        raise UserError(f"init: space {self.name!r} ships no ImageNet weights; allowed values: 'random' "
+                        f"or a `raynas pretrain` checkpoint")
 
     def reference_model(self, name: str, num_classes: int = 150):
         raise UserError(f"space {self.name!r} has no reference models")

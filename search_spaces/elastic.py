@@ -100,7 +100,14 @@ class ElasticBatchNorm2d(nn.BatchNorm2d):
     Resetting the running stats and forwarding batches in train mode (BN
     recalibration, momentum ``None`` for a cumulative average) works as in
     ``nn.BatchNorm2d``.
+
+    With ``sync`` set (``sync_batch_norms``), a training forward that builds a graph in a
+    ``torch.distributed`` run of several processes normalises with the batch statistics of all of them
+    (an elastic SyncBatchNorm: only the active channels' sums are all-reduced, differentiably); BN
+    recalibration (no gradients) and single-process runs stay local.
     """
+
+    sync = False
 
     @classmethod
     def from_bn(cls, bn: nn.BatchNorm2d) -> "ElasticBatchNorm2d":
@@ -133,6 +140,8 @@ class ElasticBatchNorm2d(nn.BatchNorm2d):
         if self.training:
             self.num_batches_tracked.add_(1)
             factor = 1.0 / float(self.num_batches_tracked) if self.momentum is None else self.momentum
+            if self.sync and torch.is_grad_enabled() and _world_size() > 1:
+                return self._synced(x, factor)
         c = self.active
         mean, var = take(self.running_mean, 0, c), take(self.running_var, 0, c)
         y = F.batch_norm(x, mean, var, take(self.weight, 0, c), take(self.bias, 0, c), self.training, factor, self.eps)
@@ -142,6 +151,42 @@ class ElasticBatchNorm2d(nn.BatchNorm2d):
                 self.running_mean.index_copy_(0, c, mean)
                 self.running_var.index_copy_(0, c, var)
         return y
+
+    def _synced(self, x: torch.Tensor, factor: float) -> torch.Tensor:
+        """Normalise with the mean and variance over every process's batch; update the running statistics."""
+        import torch.distributed.nn.functional as distributed
+
+        channels = x.shape[1]
+        local = torch.cat([x.sum(dim=(0, 2, 3)), (x * x).sum(dim=(0, 2, 3)), x.new_full((1,), x.numel() / channels)])
+        total = distributed.all_reduce(local)  # its backward all-reduces the gradients of the sums
+        count = total[-1]
+        mean = total[:channels] / count
+        var = (total[channels:-1] / count - mean * mean).clamp_min(0)
+        c = self.active
+        scale = take(self.weight, 0, c) * torch.rsqrt(var + self.eps)
+        shift = take(self.bias, 0, c) - mean * scale
+        with torch.no_grad():
+            unbiased = var * (count / (count - 1).clamp_min(1))
+            for buffer, value in ((self.running_mean, mean), (self.running_var, unbiased)):
+                if isinstance(c, int):
+                    buffer[:c].lerp_(value, factor)
+                else:
+                    c = c.to(buffer.device)
+                    buffer.index_copy_(0, c, buffer.index_select(0, c).lerp_(value, factor))
+        return x * scale[None, :, None, None] + shift[None, :, None, None]
+
+
+def _world_size() -> int:
+    return torch.distributed.get_world_size() if torch.distributed.is_available() and \
+        torch.distributed.is_initialized() else 1
+
+
+def sync_batch_norms(module: nn.Module) -> int:
+    """Make every ``ElasticBatchNorm2d`` in ``module`` synchronise its batch statistics; how many."""
+    norms = [m for m in module.modules() if isinstance(m, ElasticBatchNorm2d)]
+    for norm in norms:
+        norm.sync = True
+    return len(norms)
 
 
 def make_elastic(module: nn.Module) -> nn.Module:

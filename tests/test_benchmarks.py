@@ -23,7 +23,9 @@ def tiny_arguments(script: str, supernet_run: str, tmp: Path) -> list[str]:
         "hr_nas_shrinking.py": ["--data", "synthetic", "--penalties", "5", "--seeds", "1", "--epochs", "1",
                                 "--steps", "1", "--interval", "1", "--out", str(tmp / "hr_nas")],
         "paper_claim.py": [supernet_run, "--budget", "2", "--seeds", "2", "--epochs", "1", "--steps", "1",
-                           "--val-images", "4", "--out", str(tmp / "claim")],
+                           "--val-images", "4", "--finetune-size", "64", "64", "--out", str(tmp / "claim")],
+        "sandwich_recipe.py": ["--variants", "alone,sandwich", "--init", "imagenet,imagenet-naive", "--steps", "2",
+                               "--threads", "1", "--val-images", "4"],
         "latency.py": ["--resolution", "64", "--warmup", "0", "--repeats", "2", "--subnets", "5",
                        "--model-resolution", "32", "--model-repeats", "2", "--splits", "1"],
         "searchers_nb201.py": ["--engine", "loop", "--seeds", "1", "--budget", "5", "--searchers", "cds,random",
@@ -40,7 +42,7 @@ def tiny_arguments(script: str, supernet_run: str, tmp: Path) -> list[str]:
 def test_every_script_is_covered():
     assert set(SCRIPTS) - LIBRARY == {
         "bench_data_loading.py", "bn_recalibration.py", "cost_model_speed.py", "elastic_overhead.py",
-        "hr_nas_shrinking.py", "latency.py", "paper_claim.py",
+        "hr_nas_shrinking.py", "latency.py", "paper_claim.py", "sandwich_recipe.py",
         "searchers_nb201.py", "ssr_regularizers.py", "subnet_eval_time.py", "sweep_scaling.py",
         "training_throughput.py", "tune_overhead.py"}
 

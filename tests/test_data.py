@@ -21,7 +21,7 @@ from raynas.data import (
     pad_collate,
 )
 from raynas.data.datasets import COCOSTUFF_UNUSED_IDS
-from raynas.data.transforms import IMAGENET_MEAN, IMAGENET_STD, photometric_distortion
+from raynas.data.transforms import INPUT_MEAN, INPUT_STD, photometric_distortion
 from raynas.errors import UserError
 
 torch.set_num_threads(1)
@@ -111,7 +111,7 @@ def test_cityscapes_train_ids_across_cities(tmp_path):
     image, label = data[1]
     assert label.tolist() == [[0, 18, 255, 255], [5, 5, 7, 11]]
     # PNG images are lossless: the decoded, normalised red channel is exactly the raw label / 255
-    red = image[0] * IMAGENET_STD[0] + IMAGENET_MEAN[0]
+    red = image[0] * INPUT_STD[0] + INPUT_MEAN[0]
     assert torch.allclose(red * 255, torch.from_numpy(raw).float(), atol=1e-3)
 
 
@@ -289,7 +289,7 @@ def coded_sample(height=60, width=80):
 
 def red_code(image):
     """Undo the normalisation of the red channel and decode the label value it carries."""
-    return ((image[0] * IMAGENET_STD[0] + IMAGENET_MEAN[0]) * 255 / 20).round().long()
+    return ((image[0] * INPUT_STD[0] + INPUT_MEAN[0]) * 255 / 20).round().long()
 
 
 def test_train_transform_keeps_image_and_label_aligned():
@@ -488,3 +488,12 @@ def test_metric_all_reduce_sums_over_gloo_ranks():
     whole = SegmentationMetric(4)
     whole.update(PRED, TARGET)
     assert results[0] == results[1] == whole.matrix.tolist()
+
+
+def test_median_frequency_class_weights():
+    data = make_dataset("synthetic", split="train", length=2, size=(2, 5), num_classes=4)
+    labels = [np.array([[0, 0, 0, 1, 1], [0, 0, 0, 1, 255]], dtype=np.uint8),
+              np.array([[2, 255, 255, 255, 255], [255, 255, 255, 255, 255]], dtype=np.uint8)]
+    data.load = lambda index: (None, labels[index])
+    # 6, 3, 1 and 0 pixels: frequencies 0.6, 0.3, 0.1; their median 0.3; class 3 is absent
+    assert data.class_weights().tolist() == pytest.approx([0.5, 1.0, 3.0, 0.0])

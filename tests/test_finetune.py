@@ -33,10 +33,10 @@ def quiet() -> Progress:
 
 @pytest.fixture(scope="module")
 def supernet_sweep(tiny_supernet, ray_local, tmp_path_factory) -> Path:
-    """A small sweep over the tiny supernet: two sub-networks of CDS."""
+    """A small sweep over the tiny supernet: four sub-networks of CDS."""
     out = tmp_path_factory.mktemp("ft") / "sweep"
     run_sweep(SweepConfig.load({"benchmark": "supernet", "supernet": tiny_supernet.checkpoint, "searchers": ["cds"],
-                                "budget": 2, "out": str(out),
+                                "budget": 4, "out": str(out),
                                 "searcher_options": {"cds": {"start_samples": 2}},
                                 "evaluation": {"calibration_images": 8, "val_images": 16, "resolution": 128},
                                 "latency": {"resolution": 64, "warmup": 1, "repeats": 3,
@@ -141,3 +141,41 @@ def test_bad_sweeps_are_one_clear_error_before_anything_runs(supernet_sweep, nb2
         FinetunePlan(nb201, FinetuneSettings())
     with pytest.raises(UserError, match="finetune.recipe.epochs: must be a whole number >= 1; got 0"):
         FinetuneSettings.load({"recipe": {"epochs": 0}})
+
+
+def test_rank_check_fine_tunes_two_sets_and_says_how_far_the_ranking_holds(supernet_sweep, capsys):
+    from analysis.report import write_report
+    from analysis.results import load_results
+    from raynas.sweep_folder import SweepFolder
+
+    recipe = json.dumps({"epochs": 1, "steps_per_epoch": 4, "batch_size": 4, "lr": 5e-3, "distill": False})
+    args = ["rank-check", str(supernet_sweep), "--k", "3", "--recipe", recipe, "--json"]
+    assert main(args) == 0
+    printed = json.loads(capsys.readouterr().out)  # stdout holds the one object, nothing else
+    folder = SweepFolder(supernet_sweep)
+    check = json.loads(folder.rank_check_file.read_text())
+    assert set(printed) == {"spread", "top_k"}
+    for name in ("spread", "top_k"):
+        assert set(printed[name]) == {"n", "kendall_tau", "ci_low", "ci_high", "spearman"} and printed[name]["n"] == 3
+        scores = [[check["models"][i][key] for i in check[name]["arch_ids"]] for key in ("inherited", "finetuned")]
+        if all(len(set(s)) > 1 for s in scores):
+            assert -1 <= printed[name]["kendall_tau"] <= 1 and -1 <= printed[name]["spearman"] <= 1
+            assert printed[name]["ci_low"] <= printed[name]["kendall_tau"] <= printed[name]["ci_high"]
+        else:  # a tiny supernet's fine-tuned models may all predict one class: nothing to rank, null in JSON
+            assert printed[name]["kendall_tau"] is None and printed[name]["spearman"] is None
+    trials, settings = load_results(supernet_sweep)
+    evaluated = trials[trials["feasible"] & ~trials["repeat"]].drop_duplicates("arch_id")
+    best = evaluated.sort_values("miou", ascending=False)
+    assert check["top_k"]["arch_ids"] == list(best["arch_id"][:3])  # the search's own top three
+    by_flops = evaluated.sort_values("flops")["arch_id"].tolist()
+    assert check["spread"]["arch_ids"][0] == by_flops[0] and check["spread"]["arch_ids"][-1] == by_flops[-1]
+    for arch_id in set(check["spread"]["arch_ids"]) | set(check["top_k"]["arch_ids"]):
+        model = check["models"][arch_id]
+        assert model["inherited"] == float(best.set_index("arch_id").loc[arch_id, "miou"])
+        assert 0 < model["finetuned"] < 1
+    assert len(list((folder.rank_check / "models").iterdir())) == len(check["models"])  # each fine-tuned once
+    # run again: the finished check is read back from its Tune experiment, nothing trains twice
+    assert main(args) == 0
+    assert json.loads(capsys.readouterr().out) == printed
+    page = write_report(trials, settings, supernet_sweep / "report.html", rank_check=check).read_text()
+    assert "How far the ranking holds" in page and f"<td>{check['top_k']['n']}</td>" in page

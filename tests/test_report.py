@@ -252,3 +252,37 @@ def test_report_of_an_unfinished_sweep_reads_tune_results(tmp_path, nb201_table,
     parsed = [parse(tmp_path / name) for name in ("from_parquet.html", "from_tune.html")]
     assert parsed[0].tables == parsed[1].tables and len(parsed[0].table("Best architectures found")) > 1
     assert check_plots_referenced(tmp_path / "from_tune.html") >= {"pareto_latency_ms.png", "best_so_far.png"}
+
+
+def _text(page: str) -> str:
+    import html
+    import re
+
+    return html.unescape(re.sub(r"\s+", " ", re.sub(r"<[^>]+>", " ", page)))
+
+
+@pytest.mark.parametrize("std", [1.0, 0.5, 0.05])
+def test_the_report_says_which_searchers_bests_are_within_the_score_noise(tmp_path, std):
+    df = make_sweep()
+    bests = df[df["feasible"]].groupby("searcher")["accuracy"].max().sort_values(ascending=False)
+    noise = {"std": std, "draws": 5, "calibration_images": 32, "val_images": 32, "mean": 90.0}
+    text = _text(write_report(df, SETTINGS, tmp_path / "r.html", noise=noise).read_text())
+    gaps = bests.iloc[0] - bests  # the bests span 1.52: none, some or all of them within twice the noise
+    tied, behind = list(gaps[gaps <= 2 * std].index), list(gaps[gaps > 2 * std].index)
+    assert f"span {gaps.max():.4f};" in text
+    if not behind:
+        assert "all within twice the score noise of the best: this sweep cannot tell its searchers apart" in text
+    elif len(tied) == 1:
+        assert f"the best, {tied[0]}, is ahead of every other by more than twice the score noise" in text
+    else:
+        assert (f"within twice the score noise of the best: {', '.join(tied)} (this sweep cannot tell these "
+                f"apart); behind by more than that: {', '.join(behind)}") in text
+    for name, value in bests.items():
+        assert f"{name}: {value:.4f}" in text
+
+
+def test_a_supernet_sweeps_report_says_how_to_measure_its_ranking_when_nobody_has(tmp_path):
+    text = _text(write_report(make_sweep(), {**SETTINGS, "benchmark": "supernet"}, tmp_path / "r.html").read_text())
+    assert "How far the ranking holds Not measured for this sweep: python -m raynas rank-check SWEEP_DIR" in text
+    tabular = _text(write_report(make_sweep(), SETTINGS, tmp_path / "t.html").read_text())
+    assert "How far the ranking holds" not in tabular  # no weights, nothing to fine-tune

@@ -13,7 +13,9 @@ from raynas.training_config import SupernetTrainingConfig
 from search_spaces import get_space
 from tests.conftest import tiny_supernet_config
 from trainables.checkpoints import load_supernet
-from trainables.supernet_training import distillation_loss, sandwich, train_supernet, warmup_poly
+from trainables.sandwich import sandwich
+from trainables.supernet_training import train_supernet
+from trainables.training import distillation_loss, warmup_poly
 
 
 def test_sandwich_has_max_random_min_and_is_the_same_for_a_step():
@@ -23,6 +25,38 @@ def test_sandwich_has_max_random_min_and_is_the_same_for_a_step():
     assert archs[0] == space.max_arch() and archs[-1] == space.min_arch()
     assert sandwich(space, step=7, seed=0, random_subnets=2) == archs  # every worker draws the same
     assert sandwich(space, step=8, seed=0, random_subnets=2)[1:3] != archs[1:3]
+
+
+def test_a_sandwich_step_adds_the_students_gradients_to_the_max_sub_networks():
+    import torch.nn.functional as F
+
+    from raynas.training_config import TrainingSection
+    from trainables.sandwich import sandwich_step
+
+    space = get_space("efficient_topformer", head_channels=16)
+    torch.manual_seed(0)
+    net = space.build_supernet(num_classes=3).eval()  # eval: no dropout, BN from running statistics
+    image, label = torch.randn(2, 3, 32, 32), torch.randint(0, 3, (2, 32, 32))
+
+    def grads(archs, **training) -> list[torch.Tensor]:
+        net.zero_grad(set_to_none=False)
+        sandwich_step(net, net, archs, image, label, lambda o, t: F.cross_entropy(o, t), TrainingSection(**training))
+        return [p.grad.clone() for p in net.parameters()]
+
+    alone = grads([space.max_arch()])
+    archs = [space.max_arch(), space.min_arch()]
+    assert all(torch.equal(a, b) for a, b in zip(alone, grads(archs, student_weight=0.0)))
+    full, half = grads(archs), grads(archs, student_weight=0.5)
+    student = [f - a for f, a in zip(full, alone)]
+    assert max(s.abs().max() for s in student) > 0
+    assert all(torch.allclose(h, a + s / 2, atol=1e-6) for h, a, s in zip(half, alone, student))
+    # without distillation the student learns the labels: its gradient is that of its own cross-entropy
+    net.zero_grad(set_to_none=False)
+    net.set_active(space.min_arch())
+    F.cross_entropy(net(image), label).backward()
+    own = [p.grad.clone() for p in net.parameters()]
+    labels_only = grads(archs, distill=False)
+    assert all(torch.allclose(c, a + o, atol=1e-6) for c, a, o in zip(labels_only, alone, own))
 
 
 def test_warmup_then_poly_decay():

@@ -48,11 +48,18 @@ def read_meta(checkpoint_path: str | Path, state_file: str = CHECKPOINT_FILE) ->
     """The ``meta.json`` of a checkpoint (folder, its ``state_file`` or a run directory: latest).
 
     A supernet's: ``space``, ``space_options``, ``num_classes``, ``ignore_index``,
-    ``epoch``, ``step``, ``history`` (per-epoch metrics), the training ``config`` and ``teacher``:
+    ``epoch``, ``step``, ``history`` (per-epoch metrics), the training ``config``, ``init`` (where
+    its weights started, ``trainables.initial_weights``), ``normalization`` (the input's mean and std) and ``teacher``:
     whether its largest sub-network was trained as a network of its own and can be distilled from
     (a sandwich-rule supernet: yes; the weights of a search that trains: no; absent: yes).
     """
     return json.loads((checkpoint_dir(checkpoint_path, state_file) / META_FILE).read_text())
+
+
+def trained_class_weights(meta: dict[str, Any]) -> str:
+    """The class weighting of the cross-entropy a checkpoint's supernet trained with (``training.class_weights``;
+    "none" for the weights of a search that trains, and for checkpoints older than the setting)."""
+    return meta["config"].get("training", {}).get("class_weights", "none")
 
 
 def load_supernet(checkpoint_path: str | Path, map_location: str = "cpu"):

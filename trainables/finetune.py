@@ -39,6 +39,7 @@ import torch
 import torch.nn.functional as F
 from pydantic import Field, StrictBool
 
+from raynas.cluster import DRIVER_TRIAL_RESOURCES, QUIET_TUNE, tune_environment
 from raynas.errors import UserError
 from raynas.latency.onnx_timing import LatencySettings
 from raynas.progress import Progress, ProgressBoard, WorkerProgress, follow, render_training
@@ -69,6 +70,8 @@ class Recipe(Section):
     poly_power: Positive = 1.0
     distill: StrictBool = True  # + KL to the supernet's largest sub-network (frozen)
     distill_weight: NonNegative = 1.0
+    # of the cross-entropy (see supernet training's); None: as the supernet was trained
+    class_weights: Choice(None, "none", "median_frequency") = None
     seed: Whole(0) = 0
 
 
@@ -142,9 +145,9 @@ def finetune_loop(config: dict) -> None:
     import ray.train.torch
     from torch.utils.data import DataLoader, DistributedSampler
 
-    from trainables.checkpoints import resume_training, write_checkpoint
+    from trainables.checkpoints import resume_training, trained_class_weights, write_checkpoint
     from trainables.recalibration import evaluation_batches, preserved_bn_statistics, recalibrate_bn, shard_batches
-    from trainables.supernet_training import cycle, distillation_loss, optimizer_and_schedule
+    from trainables.training import cycle, distillation_loss, optimizer_and_schedule
 
     recipe = Recipe.load(config["recipe"])
     data = DataSection.load(config["data"])
@@ -157,7 +160,7 @@ def finetune_loop(config: dict) -> None:
     num_classes, ignore_index = meta["num_classes"], meta["ignore_index"]
 
     train_set, calibration_set, val_set = data.build()
-    test_set = data.test_set()
+    test_set = data.test_set() if config["test"] else None
     sampler = DistributedSampler(train_set, num_replicas=world, rank=rank, shuffle=True, seed=recipe.seed,
                                  drop_last=True)
     loader = DataLoader(train_set, batch_size=recipe.batch_size, sampler=sampler, drop_last=True,
@@ -165,6 +168,8 @@ def finetune_loop(config: dict) -> None:
     if len(loader) == 0:
         raise UserError(f"finetune.recipe.batch_size: {recipe.batch_size} images per worker × {world} workers "
                         f"is more than the {len(train_set)} training images")
+    weighting = recipe.class_weights or trained_class_weights(meta)
+    class_weights = train_set.class_weights().to(device) if weighting == "median_frequency" else None
     steps = recipe.steps_per_epoch or len(loader)
     total = recipe.epochs * steps
     calibration, val_batches = evaluation_batches(calibration_set, val_set, evaluation, rank, world)
@@ -197,7 +202,7 @@ def finetune_loop(config: dict) -> None:
             image, label = image.to(device), label.to(device)
             optimizer.zero_grad(set_to_none=True)
             logits = model(image)
-            loss = F.cross_entropy(logits, label, ignore_index=ignore_index)
+            loss = F.cross_entropy(logits, label, weight=class_weights, ignore_index=ignore_index)
             sums[0] += loss.item()
             if teacher is not None:
                 with torch.no_grad():
@@ -253,13 +258,16 @@ def _per_class(scores: Mapping[str, Any]) -> list[float | None]:
 # --- driver side ---------------------------------------------------------------------------
 
 
-def _job(arch: Mapping[str, Any], checkpoint: str, settings: FinetuneSettings, data: DataSection,
-         recipe: Recipe) -> dict:
-    return {"arch": dict(arch), "checkpoint": checkpoint, "from_scratch": settings.from_scratch,
-            "recipe": recipe.dump(), "data": data.dump(), "evaluation": settings.evaluation.dump()}
+def make_job(arch: Mapping[str, Any], checkpoint: str, data: DataSection, recipe: Recipe,
+             evaluation: EvaluationSection, from_scratch: bool = False, test: bool = True) -> dict:
+    """What ``finetune_loop`` trains: ``arch`` from ``checkpoint``'s supernet with ``recipe`` on ``data``,
+    scored on the validation images ``evaluation`` names (and once on the test split, ``test``)."""
+    return {"arch": dict(arch), "checkpoint": checkpoint, "from_scratch": from_scratch, "recipe": recipe.dump(),
+            "data": data.dump(), "evaluation": evaluation.dump(), "test": test}
 
 
-def _trainer(job: dict, scaling: ScalingSection, storage: Path, name: str, callbacks=()):
+def trainer(job: dict, scaling: ScalingSection, storage: Path, name: str, callbacks=()):
+    """The ``TorchTrainer`` of one fine-tuning job (``make_job``), its run stored at ``storage/name``."""
     import ray.train
     from ray.train.torch import TorchConfig, TorchTrainer
 
@@ -277,9 +285,9 @@ def recipe_trial(config: dict, job: dict, scaling: dict, storage: str) -> None:
     from ray.tune.integration.ray_train import TuneReportCallback
 
     recipe = Recipe.load(job["recipe"]).updated({k: config[k] for k in ("lr", "weight_decay", "epochs", "distill")})
-    trainer = _trainer({**job, "recipe": recipe.dump()}, ScalingSection.load(scaling), Path(storage),
-                       f"trial_{tune.get_context().get_trial_id()}", callbacks=[TuneReportCallback()])
-    trainer.fit()
+    run = trainer({**job, "recipe": recipe.dump()}, ScalingSection.load(scaling), Path(storage),
+                  f"trial_{tune.get_context().get_trial_id()}", callbacks=[TuneReportCallback()])
+    run.fit()
 
 
 def train_one(job: dict, settings: FinetuneSettings, folder: Path, progress: Progress) -> str:
@@ -287,9 +295,9 @@ def train_one(job: dict, settings: FinetuneSettings, folder: Path, progress: Pro
     from trainables.checkpoints import latest_checkpoint
 
     board = ProgressBoard.start()
-    trainer = _trainer({**job, "progress": board}, settings.scaling, folder, "train")
+    run = trainer({**job, "progress": board}, settings.scaling, folder, "train")
     with follow(board, progress, render_training):
-        result = trainer.fit()
+        result = run.fit()
     if result.error is not None:
         raise RuntimeError(f"fine-tuning failed: {result.error}")
     return str(latest_checkpoint(folder / "train", STATE_FILE))
@@ -305,7 +313,7 @@ def search_recipe(job: dict, settings: FinetuneSettings, folder: Path, progress:
              "epochs": tune.choice(search.epochs),
              "distill": tune.choice(search.distill if job["teacher"] else [False])}
     trainable = tune.with_resources(tune.with_parameters(recipe_trial, job=job, scaling=settings.scaling.dump(),
-                                                         storage=str(folder / "recipes")), {"cpu": 0.01})
+                                                         storage=str(folder / "recipes")), DRIVER_TRIAL_RESOURCES)
     experiment = folder / "search"
     if tune.Tuner.can_restore(str(experiment)):
         tuner = tune.Tuner.restore(str(experiment), trainable=trainable, resume_unfinished=True)
@@ -316,7 +324,8 @@ def search_recipe(job: dict, settings: FinetuneSettings, folder: Path, progress:
                                     reduction_factor=search.reduction_factor)),
             run_config=tune.RunConfig(storage_path=str(folder), name="search", verbose=0))
     progress.line(f"searching the recipe: {search.num_samples} Tune trials with ASHA, each a Ray Train run")
-    grid = tuner.fit()
+    with tune_environment(**QUIET_TUNE):
+        grid = tuner.fit()
     best = grid.get_best_result(metric="val_miou", mode="max", scope="last")
     frame = grid.get_dataframe()
     progress.line(f"recipe search: {len(frame)} trials, epochs trained {sorted(frame['training_iteration'])}; "
@@ -471,7 +480,8 @@ class FinetunePlan:
                 progress.line(f"model {i}/{len(self.jobs)} {folder.name}: without distillation: its weights come "
                               f"from a search that trains, whose largest sub-network was never trained as a network")
                 recipe = recipe.updated({"distill": False})
-            job = _job(arch, checkpoint, self.settings, self.data, recipe) | {"teacher": teacher}
+            job = make_job(arch, checkpoint, self.data, recipe, self.settings.evaluation,
+                           self.settings.from_scratch) | {"teacher": teacher}
             found = None
             if self.settings.search is not None:
                 trained, found = search_recipe(job, self.settings, folder, progress)

@@ -147,7 +147,7 @@ class ShrinkingObjective(SearchThatTrains):
 
     # --- a run ---------------------------------------------------------------------------------
     def start(self, hyperparameters: Mapping[str, Any], device: str) -> ShrinkingRun:
-        from trainables.supernet_training import warmup_poly
+        from trainables.training import warmup_poly
 
         hp = self._space.from_config(hyperparameters)
         torch.manual_seed(self.settings.seed + int(hyperparameters.get("seed", 0)))

@@ -26,6 +26,8 @@ import time
 from pathlib import Path
 from typing import Any, Mapping
 
+from raynas.cluster import add_cluster_arguments
+
 NAME = "demo"
 HELP = ("the main job: train a supernet, sweep five searchers over it with measured latency, fine-tune and export "
         "the winner, write the report")
@@ -36,11 +38,9 @@ STEPS = 4
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--config", default="configs/demo.yaml", help="demo YAML (default configs/demo.yaml)")
     parser.add_argument("--out", default="runs/demo", help="where the supernet, sweep, model and report go")
-    parser.add_argument("--address", default=None,
-                        help="Ray cluster to join (default: RAY_ADDRESS, else a running cluster, else a local Ray)")
     parser.add_argument("--data-root", dest="data_root", default=None,
                         help="the data set's folder (default: the config's, else ../shared/data/<dataset>)")
-    parser.add_argument("--verbose", action="store_true", help="show Ray's, Train's and Tune's own log output")
+    add_cluster_arguments(parser, "Ray's, Train's and Tune's")
 
 
 def read_demo_config(path: str | Path) -> dict[str, Any]:
@@ -72,27 +72,26 @@ def choose_data(data: dict[str, Any], root: str | None, log) -> dict[str, Any]:
     return {"dataset": "synthetic", "crop_size": data.get("crop_size", 64)}
 
 
-def train(cfg, out: Path, log) -> Path:
-    """Train (or finish training) the supernet; returns its last checkpoint."""
+def train(run, log) -> Path:
+    """Train (or finish training) the supernet of a ``SandwichRun``; returns its last checkpoint."""
     from raynas.progress import Progress
     from trainables.checkpoints import latest_checkpoint, read_meta
-    from trainables.supernet_training import train_supernet
 
-    run_dir = out / "supernet"
-    done = latest_checkpoint(run_dir)
+    cfg = run.cfg
+    done = latest_checkpoint(run.run_dir)
     if done is not None and read_meta(done)["epoch"] >= cfg.training.epochs:
         log(f"demo: 1/{STEPS} supernet already trained ({done})")
         return done
     log(f"demo: 1/{STEPS} training the supernet on Ray Train: {cfg.scaling.num_workers} worker(s), "
         f"{cfg.training.epochs} epochs of {cfg.training.steps_per_epoch} sandwich steps, data {cfg.data.dataset}")
     started = time.time()
-    result = train_supernet(cfg, progress=Progress(prefix=f"demo: 1/{STEPS} "))
+    result = run.run(Progress(prefix=f"demo: 1/{STEPS} "))
     if result.error is not None:
         raise RuntimeError(f"supernet training failed: {result.error}")
-    last = read_meta(latest_checkpoint(run_dir))["history"][-1]
+    last = read_meta(latest_checkpoint(run.run_dir))["history"][-1]
     log(f"demo: 1/{STEPS} supernet trained in {time.time() - started:.0f} s: max sub-network val mIoU "
         f"{last['val_miou_max']:.3f}, min {last['val_miou_min']:.3f}")
-    return latest_checkpoint(run_dir)
+    return latest_checkpoint(run.run_dir)
 
 
 def measure_noise(sweep_dir: Path, trials, settings: Mapping[str, Any], log) -> dict:
@@ -122,8 +121,8 @@ def run(args: argparse.Namespace) -> int:
     from raynas.progress import Progress, quiet_ray_logs
     from raynas.sweep import run_sweep
     from raynas.sweep_folder import SweepFolder
-    from raynas.training_config import SupernetTrainingConfig
     from trainables.finetune import FinetunePlan, FinetuneSettings, scores_line
+    from trainables.supernet_training import supernet_run
 
     log = print
     sections = read_demo_config(args.config)
@@ -132,7 +131,7 @@ def run(args: argparse.Namespace) -> int:
     supernet["data"] = choose_data(supernet.get("data", {}), args.data_root, log)
     sweep_dir = out / "sweep"
     # validate everything before starting anything
-    training = SupernetTrainingConfig.load({**supernet, "run": {"storage_path": str(out), "name": "supernet"}})
+    training = supernet_run({**supernet, "run": {"storage_path": str(out), "name": "supernet"}})
     fields = {**sections["sweep"], "benchmark": "supernet", "supernet": str(out / "supernet"), "out": str(sweep_dir)}
     if isinstance(fields.get("latency"), Mapping):  # the demo keeps its latency cache beside its results
         fields["latency"] = {"cache_dir": str(out / "latency_cache"), **fields["latency"]}
@@ -144,7 +143,7 @@ def run(args: argparse.Namespace) -> int:
     out.mkdir(parents=True, exist_ok=True)
     quiet_ray_logs(str(out / "raynas.log"), args.verbose)
 
-    checkpoint = train(training, out, log)
+    checkpoint = train(training, log)
     sweep = sweep.updated({"supernet": str(checkpoint)})
     resume = SweepFolder(sweep_dir).exists()
     log(f"demo: 2/{STEPS} {'continuing' if resume else 'running'} the sweep: {', '.join(sweep.searchers)}; "
@@ -155,8 +154,10 @@ def run(args: argparse.Namespace) -> int:
 
     log(f"demo: 3/{STEPS} fine-tuning the best sub-network on Ray Train, then ONNX export and latency")
     models = FinetunePlan(sweep_dir, finetune).run(Progress(prefix=f"demo: 3/{STEPS} "))
+    folder = SweepFolder(sweep_dir)  # a rank check run on this sweep (`raynas rank-check`) is shown too
+    check = json.loads(folder.rank_check_file.read_text()) if folder.rank_check_file.is_file() else None
     report = write_report(trials, settings, out / "report.html", top_k=top_k, source=str(trials_file),
-                          models=models, noise=noise)
+                          models=models, noise=noise, rank_check=check)
     model = models[0]
     log(f"demo: 4/{STEPS} report: {report}")
     log(f"demo: done in {time.time() - started:.0f} s. The model: {scores_line(model)}, "

@@ -5,6 +5,8 @@ from __future__ import annotations
 import argparse
 import json
 
+from raynas.cluster import add_cluster_arguments
+
 NAME = "finetune"
 HELP = "fine-tune the best (or Pareto-front) sub-networks a sweep found on Ray Train; ONNX, weights, metrics"
 
@@ -21,9 +23,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--search", type=json.loads,
                         help='search the recipe with Ray Tune and ASHA, JSON, e.g. \'{"num_samples": 8}\'')
     parser.add_argument("--out", help="where the models go (default SWEEP_DIR/finetune)")
-    parser.add_argument("--address", default=None,
-                        help="Ray cluster to join (default: RAY_ADDRESS, else a running cluster, else a local Ray)")
-    parser.add_argument("--verbose", action="store_true", help="show Ray's and Ray Train's own log output")
+    add_cluster_arguments(parser, "Ray's and Ray Train's")
 
 
 def run(args: argparse.Namespace) -> int:

@@ -32,7 +32,9 @@ def run(args: argparse.Namespace) -> int:
         raise UserError(f"{args.dir}: the sweep has no trials yet")
     folder = SweepFolder(args.dir)
     noise = json.loads(folder.noise_file.read_text()) if folder.noise_file.is_file() else None
+    check = json.loads(folder.rank_check_file.read_text()) if folder.rank_check_file.is_file() else None
     path = write_report(trials, settings, args.out or args.dir / "report.html", top_k=args.top_k, source=str(args.dir),
-                        models=finetuned_models(folder.finetune), noise=noise, epochs=load_epochs(args.dir))
+                        models=finetuned_models(folder.finetune), noise=noise, epochs=load_epochs(args.dir),
+                        rank_check=check)
     print(path)
     return 0

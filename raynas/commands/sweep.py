@@ -6,6 +6,7 @@ import argparse
 import json
 import sys
 
+from raynas.cluster import add_cluster_arguments
 from raynas.config import SweepConfig
 from raynas.settings import read_sections
 
@@ -55,9 +56,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--latency-model", dest="latency_model",
                         help="supernet: a fitted latency model (raynas latency --fit) predicting latency_pred_ms")
     parser.add_argument("--resume", action="store_true", help="continue the sweep in --out (its sweep.json says how)")
-    parser.add_argument("--address", default=None,
-                        help="Ray cluster to join (default: RAY_ADDRESS, else a running cluster, else a local Ray)")
-    parser.add_argument("--verbose", action="store_true", help="show Ray's and Tune's own log output")
+    add_cluster_arguments(parser, "Ray's and Tune's")
 
 
 def config_from_args(args: argparse.Namespace) -> SweepConfig:

@@ -148,6 +148,21 @@ class SegmentationDataset(torch.utils.data.Dataset):
         return (f"{self.name} {self.split}: {len(self)} images, {self.num_classes} classes, "
                 f"ignore_index={self.ignore_index}, root={self.root}{size}")
 
+    def class_weights(self) -> torch.Tensor:
+        """Median-frequency balancing (Eigen & Fergus 2015; SegNet's CamVid setting): the weight of class c is
+        the median of the classes' pixel frequencies over this split's labels divided by c's frequency (0 for a
+        class absent from them). Decodes every label once (kept when ``cache``)."""
+        counts = np.zeros(self.num_classes, dtype=np.int64)
+        for index in range(len(self)):
+            label = self.load(index)[1]
+            counts += np.bincount(label[label != self.ignore_index].ravel(), minlength=self.num_classes)[
+                : self.num_classes]
+        frequency = counts / max(counts.sum(), 1)
+        present = frequency > 0
+        weights = np.zeros(self.num_classes)
+        weights[present] = np.median(frequency[present]) / frequency[present]
+        return torch.tensor(weights, dtype=torch.float32)
+
     def load(self, index: int) -> tuple[np.ndarray, np.ndarray]:
         """Decoded ``(image uint8 H×W×3, label uint8 H×W train ids)``, resized to ``base_size`` if set."""
         if index in self._cached:

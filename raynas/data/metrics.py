@@ -42,11 +42,14 @@ class SegmentationMetric:
 
     @torch.no_grad()
     def update(self, output: torch.Tensor, target: torch.Tensor) -> None:
-        """Add a batch: ``output`` is logits (``N×C×H×W`` or ``C×H×W``) or predictions shaped like ``target``."""
+        """Add a batch: ``output`` is logits (``N×C×H×W``, ``C×H×W``, or ``N×C`` for one label per image, whose
+        ``pixel_accuracy`` is then the top-1 accuracy) or predictions shaped like ``target``."""
         if output.dim() == target.dim() + 1:
-            if output.shape[-3] != self.num_classes:
-                raise ValueError(f"logits have {output.shape[-3]} channels; expected num_classes={self.num_classes}")
-            output = output.argmax(dim=-3)
+            classes = -1 if target.dim() == 1 else -3
+            if output.shape[classes] != self.num_classes:
+                raise ValueError(f"logits have {output.shape[classes]} channels; "
+                                 f"expected num_classes={self.num_classes}")
+            output = output.argmax(dim=classes)
         if output.shape != target.shape:
             raise ValueError(f"predictions {tuple(output.shape)} and target {tuple(target.shape)} differ in shape")
         target = target.to(self.matrix.device)

@@ -2,7 +2,7 @@
 
 Input of every transform: ``image`` uint8 ``3×H×W`` and ``label`` int64 ``H×W``
 (what a data set decodes); output: ``image`` float32 ``3×h×w`` normalised with
-``mean``/``std`` and ``label`` int64 ``h×w``. Sizes are ``(height, width)``;
+``INPUT_MEAN``/``INPUT_STD`` and ``label`` int64 ``h×w``. Sizes are ``(height, width)``;
 an ``int`` size means "the shorter side". Labels are resized with
 nearest-neighbour only, never interpolated. Random choices draw from the
 ``generator`` passed to ``__call__`` (or torch's global generator, which a
@@ -19,8 +19,11 @@ import torch.nn.functional as F
 from raynas.errors import UserError, field_error, size_problem
 
 IGNORE_INDEX = 255
-IMAGENET_MEAN = (0.485, 0.456, 0.406)
-IMAGENET_STD = (0.229, 0.224, 0.225)
+# The one input normalisation, ``(image - INPUT_MEAN) / INPUT_STD`` on [0, 1] RGB: the convention of the
+# ImageNet weights the project starts from (EfficientNet-Lite0: ``(x·255 - 127) / 128``,
+# ``search_spaces.efficient_topformer.imagenet``); checkpoints record it.
+INPUT_MEAN = (127 / 255,) * 3
+INPUT_STD = (128 / 255,) * 3
 # ITU-R BT.601 luma weights, used for grayscale (contrast, saturation) and the YIQ hue rotation.
 _LUMA = (0.299, 0.587, 0.114)
 _YIQ = torch.tensor([_LUMA, (0.596, -0.274, -0.322), (0.211, -0.523, 0.312)], dtype=torch.float64)
@@ -62,11 +65,11 @@ def to_unit_float(image: torch.Tensor) -> torch.Tensor:
     return image.float().div_(255) if image.dtype == torch.uint8 else image.float()
 
 
-def normalize(image: torch.Tensor, mean=IMAGENET_MEAN, std=IMAGENET_STD) -> torch.Tensor:
-    """Image (uint8, or float in [0, 1]) → float ``(image - mean) / std`` per channel."""
+def normalize(image: torch.Tensor) -> torch.Tensor:
+    """Image (uint8, or float in [0, 1]) → float ``(image - INPUT_MEAN) / INPUT_STD`` per channel."""
     image = to_unit_float(image)
-    mean_t = torch.tensor(mean, dtype=image.dtype).view(3, 1, 1)
-    std_t = torch.tensor(std, dtype=image.dtype).view(3, 1, 1)
+    mean_t = torch.tensor(INPUT_MEAN, dtype=image.dtype).view(3, 1, 1)
+    std_t = torch.tensor(INPUT_STD, dtype=image.dtype).view(3, 1, 1)
     return (image - mean_t) / std_t
 
 
@@ -127,8 +130,7 @@ class TrainTransform:
     """
 
     def __init__(self, crop_size: int | tuple[int, int], scale_range: tuple[float, float] = (0.5, 2.0),
-                 flip_prob: float = 0.5, photometric: bool = True, ignore_index: int = IGNORE_INDEX,
-                 mean=IMAGENET_MEAN, std=IMAGENET_STD):
+                 flip_prob: float = 0.5, photometric: bool = True, ignore_index: int = IGNORE_INDEX):
         crop_size = check_size("crop_size", crop_size)
         if crop_size is None:
             raise UserError("crop_size: required for training (an int or [height, width])")
@@ -141,7 +143,6 @@ class TrainTransform:
         self.flip_prob = flip_prob
         self.photometric = photometric
         self.ignore_index = ignore_index
-        self.mean, self.std = mean, std
 
     def __call__(self, image: torch.Tensor, label: torch.Tensor,
                  generator: torch.Generator | None = None) -> tuple[torch.Tensor, torch.Tensor]:
@@ -162,7 +163,7 @@ class TrainTransform:
         image = to_unit_float(image)
         if self.photometric:
             image = photometric_distortion(image, generator)
-        image = normalize(image, self.mean, self.std)
+        image = normalize(image)
 
         pad_h, pad_w = crop_h - image.shape[-2], crop_w - image.shape[-1]
         if pad_h or pad_w:
@@ -174,15 +175,14 @@ class TrainTransform:
 class EvalTransform:
     """Evaluation: optional resize (``size``: int = shorter side, or ``(height, width)``), then normalise."""
 
-    def __init__(self, size: int | tuple[int, int] | None = None, mean=IMAGENET_MEAN, std=IMAGENET_STD):
+    def __init__(self, size: int | tuple[int, int] | None = None):
         self.size = check_size("size", size)
-        self.mean, self.std = mean, std
 
     def __call__(self, image: torch.Tensor, label: torch.Tensor,
                  generator: torch.Generator | None = None) -> tuple[torch.Tensor, torch.Tensor]:
         if self.size is not None:
             image, label = resize(image, label, target_size(*image.shape[-2:], self.size))
-        return normalize(image, self.mean, self.std), label
+        return normalize(image), label
 
 
 def pad_collate(batch, ignore_index: int = IGNORE_INDEX) -> tuple[torch.Tensor, torch.Tensor]:

@@ -303,14 +303,19 @@ class TopFormerNet(nn.Module):
         # small logits at the start, as mmseg's decode heads: the first loss is near ln(classes)
         nn.init.normal_(self.head.classifier.weight, std=0.01)
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        size = x.shape[-2:]
+    def pyramid(self, x: torch.Tensor) -> list[torch.Tensor]:
+        """The token pyramid's outputs at strides 4, 8, 16 and 32 (MBConv-2..5)."""
         x = F.relu(self.stem(x))
         pyramid = []
         for i, stage in enumerate(self.stages):
             x = stage(x)
             if i in PYRAMID_STAGES:
                 pyramid.append(x)
+        return pyramid
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        size = x.shape[-2:]
+        pyramid = self.pyramid(x)
         tokens = self.pool(pyramid)
         for stage in self.vit:
             tokens = stage(tokens)

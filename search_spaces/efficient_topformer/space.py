@@ -23,7 +23,7 @@ from typing import Any, Mapping
 
 from raynas.errors import check_choice, check_whole
 from search_spaces.base import Arch, Block, Dimension, SearchSpace, WeightSharingSpace, stepped
-from search_spaces.efficient_topformer import reference
+from search_spaces.efficient_topformer import imagenet, reference
 from search_spaces.efficient_topformer.network import (
     TopFormerNet,
     TopFormerSpec,
@@ -126,6 +126,18 @@ class EfficientTopFormerSpace(WeightSharingSpace):
         from search_spaces.efficient_topformer.supernet import TopFormerSupernet
 
         return TopFormerSupernet(self, num_classes)
+
+    def build_classifier(self, num_classes: int):
+        """The supernet's token pyramid with a classification head (``supernet.PyramidClassifier``)."""
+        from search_spaces.efficient_topformer.supernet import PyramidClassifier
+
+        return PyramidClassifier(self.build_supernet(num_classes=1), num_classes)
+
+    IMAGENET_SOURCE = imagenet.SOURCE
+
+    def inherit_imagenet(self, model) -> dict[str, float]:
+        """EfficientNet-Lite0's ImageNet weights in the token pyramid (see ``imagenet``)."""
+        return imagenet.inherit_lite0(model)
 
     @property
     def depth_dimensions(self) -> tuple[str, ...]:

@@ -20,6 +20,8 @@ from __future__ import annotations
 from typing import Any, Mapping
 
 import torch
+import torch.nn.functional as F
+from torch import nn
 
 from search_spaces.efficient_topformer.network import (
     INJECTED,
@@ -151,3 +153,32 @@ class TopFormerSupernet(TopFormerNet):
         finally:
             self.set_active(previous)
 
+
+class PyramidClassifier(nn.Module):
+    """ImageNet pre-training's model: the supernet's token pyramid, global average pooling, dropout and a
+    linear classifier over MBConv-5's active width (BigNAS pre-trains the backbone on ImageNet this way).
+
+    ``set_active(arch)`` as the supernet's; ``forward`` gives ``(N, num_classes)`` logits. It trains
+    ``supernet``'s parts named in ``TRAINED_PARTS``, which ``init: <pretrain checkpoint>`` carries into a
+    segmentation supernet; the transformer, injection and head are not used.
+    """
+
+    TRAINED_PARTS = ("stem", "stages")
+
+    def __init__(self, supernet: TopFormerSupernet, num_classes: int, dropout: float = 0.2):
+        super().__init__()
+        self.supernet = supernet
+        self.dropout = dropout
+        width = supernet.spec.stages[-1][-1].out_channels
+        self.classifier = ElasticConv2d(width, num_classes, 1, bias=True)  # a linear layer on the pooled features
+        nn.init.normal_(self.classifier.weight, std=0.01)
+        nn.init.zeros_(self.classifier.bias)
+        self.set_active(supernet.active_arch)
+
+    def set_active(self, arch: Mapping[str, Any]) -> None:
+        self.supernet.set_active(arch)
+        self.classifier.set_active(in_=self.supernet.active_spec.stages[-1][-1].out_channels)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        features = self.supernet.pyramid(x)[-1].mean(dim=(2, 3), keepdim=True)
+        return self.classifier(F.dropout(features, self.dropout, self.training)).flatten(1)
