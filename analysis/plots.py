@@ -183,3 +183,24 @@ def rank_check_figure(check: Mapping, sets: Sequence[str] = ("spread", "top_k"))
     ax.set_title("Does the sweep's ranking hold after fine-tuning?")
     ax.legend()
     return fig
+
+
+def per_class_figure(scores: Mapping[str, Mapping[str, float | None]], title: str) -> Figure:
+    """Per-class IoU as grouped horizontal bars, one group per class, one bar per split (``scores``: split →
+    class → IoU; a class a split lacks is left out)."""
+    splits = list(scores)
+    classes = list(next(iter(scores.values())))
+    fig = Figure(figsize=(FIGSIZE[0], 0.3 * len(classes) * len(splits) + 1.2), dpi=DPI, layout="constrained")
+    FigureCanvasAgg(fig)
+    ax = fig.add_subplot()
+    height = 0.8 / len(splits)
+    for i, split in enumerate(splits):
+        values = [np.nan if scores[split].get(c) is None else scores[split][c] for c in classes]
+        ax.barh(np.arange(len(classes)) + i * height, values, height=height, label=split)
+    ax.set_yticks(np.arange(len(classes)) + height * (len(splits) - 1) / 2, classes)
+    ax.invert_yaxis()
+    ax.set_xlim(0, 1)
+    ax.set_xlabel("IoU")
+    ax.set_title(title)
+    ax.legend(loc="lower right")
+    return fig

@@ -31,6 +31,7 @@ from analysis.plots import (
     hypervolume_figure,
     label,
     pareto_figure,
+    per_class_figure,
     rank_check_figure,
     searcher_colours,
     time_curves_figure,
@@ -72,6 +73,7 @@ class SweepAnalysis:
     searcher_bests: dict[str, float] = field(default_factory=dict)  # each searcher's best feasible value, all seeds
     rank_check: dict | None = None  # ``raynas rank-check``'s result: how far the ranking holds after fine-tuning
     plots: list[ReportPlot] = field(default_factory=list)
+    model_plots: list[ReportPlot] = field(default_factory=list)  # per model: test examples, per-class IoU
     skipped: list[tuple[str, str]] = field(default_factory=list)  # (plot name, why)
 
 
@@ -263,6 +265,7 @@ def analyse(df: pd.DataFrame, settings: Mapping[str, Any], top_k: int = 10, mode
                                 to_png(rank_check_figure(rank_check))))
     evaluated = feasible_rows(df, [metric])
     bests = evaluated.groupby(evaluated["searcher"].astype(str))[metric]
+    model_plots = [plot for model in models or [] for plot in _model_plots(model)]
 
     return SweepAnalysis(
         metric=metric,
@@ -281,8 +284,29 @@ def analyse(df: pd.DataFrame, settings: Mapping[str, Any], top_k: int = 10, mode
         searcher_bests=(bests.max() if mode == "max" else bests.min()).to_dict(),
         rank_check=rank_check,
         plots=plots,
+        model_plots=model_plots,
         skipped=skipped,
     )
+
+
+def _model_plots(model: Mapping[str, Any]) -> list[ReportPlot]:
+    """A fine-tuned model's strip of test images (image, ground truth, prediction; written by ``finetune``) and
+    its per-class IoU on val and test."""
+    arch_id, plots = model["arch_id"], []
+    examples = Path(model["files"].get("examples") or "")
+    if examples.is_file():
+        plots.append(ReportPlot(f"examples_{arch_id}", f"What {arch_id} sees",
+                                "Images of the test split spread over it (the val split where there is no test "
+                                "split), at the trained size: the image, its ground truth, the shipped model's "
+                                "prediction (ONNX Runtime). Colours as in legend.png of `raynas predict`.",
+                                examples.read_bytes()))
+    scores = {split: model[key] for split, key in (("val", "per_class_iou"), ("test", "test_per_class_iou"))
+              if model.get(key)}
+    if scores:
+        plots.append(ReportPlot(f"per_class_{arch_id}", f"Per-class IoU of {arch_id}",
+                                "IoU of every class on the val and test splits (a class absent from a split has "
+                                "no bar).", to_png(per_class_figure(scores, f"Per-class IoU of {arch_id}"))))
+    return plots
 
 
 STYLE = """
@@ -307,15 +331,18 @@ def _settings_table(settings: Mapping[str, Any]) -> str:
     return f"<table>{rows}</table>"
 
 
+def _figure_html(plot: ReportPlot, plots_href: str) -> str:
+    """A plot embedded in the page, linking to its PNG ``{plots_href}/{name}.png``."""
+    e = html.escape
+    return (f'<figure id="plot-{e(plot.name)}"><a href="{e(plots_href)}/{e(plot.name)}.png">'
+            f'<img src="data:image/png;base64,{base64.b64encode(plot.png).decode("ascii")}" alt="{e(plot.title)}"></a>'
+            f"<figcaption>{e(plot.caption)}</figcaption></figure>")
+
+
 def render_html(analysis: SweepAnalysis, settings: Mapping[str, Any], plots_href: str, source: str) -> str:
     """The report page; plot ``name`` links to ``{plots_href}/{name}.png``."""
     e = html.escape
-    figures = "".join(
-        f'<figure id="plot-{e(p.name)}"><a href="{e(plots_href)}/{e(p.name)}.png">'
-        f'<img src="data:image/png;base64,{base64.b64encode(p.png).decode("ascii")}" alt="{e(p.title)}"></a>'
-        f"<figcaption>{e(p.caption)}</figcaption></figure>"
-        for p in analysis.plots
-    )
+    figures = "".join(_figure_html(p, plots_href) for p in analysis.plots)
     skipped = "".join(f"<li><code>{e(name)}</code>: {e(why)}</li>" for name, why in analysis.skipped)
     direction = "higher" if analysis.mode == "max" else "lower"
     generated = datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
@@ -323,7 +350,7 @@ def render_html(analysis: SweepAnalysis, settings: Mapping[str, Any], plots_href
 <html lang="en"><head><meta charset="utf-8">
 <title>raynas sweep report: {e(source)}</title><style>{STYLE}</style></head><body>
 <h1>raynas sweep report</h1>
-{_models_section(analysis)}
+{_models_section(analysis, plots_href)}
 <p>Sweep <code>{e(source)}</code>, report written {generated}. Objective: <b>{e(analysis.metric)}</b>
 ({direction} is better); budgets count feasible evaluations.</p>
 {f"<p>{e(analysis.latency_note)}</p>" if analysis.latency_note else ""}
@@ -349,32 +376,48 @@ average rank, a run without a feasible trial ranks last); <code>mean_rank</code>
 """
 
 
-def _models_section(analysis: SweepAnalysis) -> str:
-    """The first screen: the fine-tuned model(s) a user ships."""
+def _models_section(analysis: SweepAnalysis, plots_href: str) -> str:
+    """The first screen: the fine-tuned model(s) a user ships, what they see and their per-class IoU."""
     if not analysis.models:
         return ""
     e = html.escape
+
+    def latency(measured: Mapping[str, Any] | None, what: str) -> str:
+        if measured is None:
+            return ""
+        where = f"{e(measured['latency_device'])}{', measured locally' if not measured['latency_remote'] else ''}"
+        return (f"{measured['latency_ms']:.2f} ms at {'×'.join(map(str, measured['resolution']))} "
+                f"({what}; {where})<br>")
+
+    def score(value: float | None, torch_value: float | None, bold: bool = False) -> str:
+        if value is None:
+            return "–"
+        text = f"<b>{value:.4f}</b>" if bold else f"{value:.4f}"
+        return text + (f"<br><small>PyTorch {torch_value:.4f}</small>" if torch_value is not None else "")
+
     rows = []
     for m in analysis.models:
-        latency = m["latency"]
         inherited = "–" if m["inherited_miou"] is None else f"{m['inherited_miou']:.4f}"
-        test = "–" if m.get("test_miou") is None else f"<b>{m['test_miou']:.4f}</b>"
         rows.append(
-            f"<tr><td><code>{e(m['arch_id'])}</code></td><td>{test}</td><td>{m['val_miou']:.4f}</td>"
-            f"<td>{inherited}</td>"
-            f"<td>{latency['latency_ms']:.2f} ms at {'×'.join(map(str, latency['resolution']))} "
-            f"({e(latency['latency_device'])}{', measured locally' if not latency['latency_remote'] else ''})</td>"
+            f"<tr><td><code>{e(m['arch_id'])}</code></td>"
+            f"<td>{score(m.get('test_miou'), m.get('test_miou_torch'), bold=True)}</td>"
+            f"<td>{score(m['val_miou'], m.get('val_miou_torch'))}</td><td>{inherited}</td>"
+            f"<td>{latency(m['latency'], 'deployment size')}"
+            f"{latency(m.get('latency_trained_size'), 'trained size')}</td>"
             f"<td>{m['flops'] / 1e9:.3f} G at {m['resolution']}</td><td>{m['params'] / 1e6:.3f} M</td>"
             f"<td>{m['epochs']} epochs{', from scratch' if m['from_scratch'] else ''}</td>"
             f"<td><code>{e(m['files']['onnx'])}</code><br><code>{e(m['files']['weights'])}</code></td></tr>")
+    scored = next((m["scored_by"] for m in analysis.models if m.get("scored_by")), None)
+    figures = "".join(_figure_html(p, plots_href) for p in analysis.model_plots)
     return f"""<h2>The model to ship</h2>
 <p>Fine-tuned with Ray Train from the sweep's best sub-network(s). The validation split chose the architecture
 (and the recipe, when searched), so its val mIoU is optimistic; test mIoU is measured once, at the end, on the
 whole labelled test split, which nothing was chosen on: the number to quote (– where the data set publishes no
-test labels). The inherited-weight mIoU is the val score it started from; latency measured by the latency
-service.</p>
+test labels). {f"Scored by {e(scored)}, PyTorch's figure below it." if scored else ""} The inherited-weight mIoU
+is the val score it started from; latency measured by the latency service.</p>
 <table><tr><th>arch_id</th><th>test mIoU</th><th>val mIoU</th><th>inherited mIoU</th><th>latency</th><th>FLOPs (MACs)</th>
-<th>params</th><th>training</th><th>files</th></tr>{"".join(rows)}</table>"""
+<th>params</th><th>training</th><th>files</th></tr>{"".join(rows)}</table>
+{figures}"""
 
 
 def _noise_section(analysis: SweepAnalysis) -> str:
@@ -481,7 +524,7 @@ def write_report(
     staging = Path(tempfile.mkdtemp(prefix=f".{out.stem}.", dir=out.parent))
     try:
         (staging / "plots").mkdir()
-        for plot in analysis.plots:
+        for plot in analysis.plots + analysis.model_plots:
             (staging / "plots" / f"{plot.name}.png").write_bytes(plot.png)
         (staging / "report.html").write_text(page, encoding="utf-8")
         if plots_dir.exists():

@@ -13,8 +13,8 @@ import sys
 
 from raynas.errors import UserError
 
-COMMANDS = ("demo", "pretrain", "train-supernet", "sweep", "finetune", "rank-check", "compare", "report", "inspect",
-            "latency")
+COMMANDS = ("demo", "pretrain", "train-supernet", "sweep", "finetune", "rank-check", "predict", "compare", "report",
+            "inspect", "latency")
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -67,6 +67,7 @@ def test_the_main_job_trains_sweeps_five_searchers_finetunes_and_writes_the_repo
     assert trials.loc[trials["feasible"], "latency_ms"].gt(0).all()
     report = (out / "report.html").read_text()
     assert "measured locally" in report and "test mIoU" in report
+    assert 'id="plot-examples_' in report and 'id="plot-per_class_' in report  # what the shipped model sees
     (model,) = (out / "sweep" / "finetune").glob("*/metrics.json")
     assert (model.parent / "model.onnx").is_file() and "The model: test mIoU" in run.stdout
     again = run_raynas(demo, tmp_path / "logs_again", timeout=900)

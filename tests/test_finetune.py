@@ -18,8 +18,10 @@ import torch
 from analysis.results import write_trials
 from raynas.cli import main
 from raynas.config import SweepConfig
+from raynas.data.preprocessing import Preprocessing
 from raynas.errors import UserError
 from raynas.progress import Progress
+from raynas.shipped_model import ShippedModel
 from raynas.sweep import run_sweep
 from trainables.finetune import FinetunePlan, FinetuneSettings, load_model
 
@@ -44,9 +46,8 @@ def supernet_sweep(tiny_supernet, ray_local, tmp_path_factory) -> Path:
     return out
 
 
-def test_finetuning_beats_the_inherited_weights_and_exports_a_matching_onnx_model(supernet_sweep, tmp_path):
-    import onnxruntime
-
+def test_finetuning_beats_the_inherited_weights_and_exports_a_matching_onnx_model(
+        supernet_sweep, camvid_dir, tmp_path, capsys):
     # long enough to get past the first steps' collapse onto the frequent classes; without distillation, since
     # the tiny supernet's largest sub-network is no teacher yet (it trained 16 steps)
     settings = FinetuneSettings.load({"recipe": {**TINY, "steps_per_epoch": 20, "batch_size": 8, "lr": 5e-3,
@@ -55,28 +56,68 @@ def test_finetuning_beats_the_inherited_weights_and_exports_a_matching_onnx_mode
                                       "evaluation": {"calibration_images": 8, "val_images": 16},
                                       "out": str(tmp_path / "models")})
     (metrics,) = FinetunePlan(supernet_sweep, settings).run(quiet())
-    assert metrics["val_miou"] > metrics["inherited_miou"] > 0  # fine-tuning improved on the sweep's score
+    assert metrics["val_miou_torch"] > metrics["inherited_miou"] > 0  # fine-tuning improved on the sweep's score
     assert [h["epoch"] for h in metrics["history"]] == [1, 2, 3]
     assert metrics["resolution"] == 128 and metrics["flops"] > 0 and metrics["latency"]["latency_ms"] > 0
     assert set(metrics["per_class_iou"]) >= {"sky", "road", "car"}
-    # scored once more, at the end, on CamVid's whole test split, which nothing was chosen on
-    assert 0 < metrics["test_miou"] < 1 and metrics["history"][-1]["test_miou"] == metrics["test_miou"]
+    # scored once more, at the end, on CamVid's whole test split, which nothing was chosen on: by ONNX Runtime on
+    # the shipped file, through the preprocessing it carries, as PyTorch scored it during training
+    assert 0 < metrics["test_miou"] < 1 and metrics["history"][-1]["test_miou"] == metrics["test_miou_torch"]
+    assert abs(metrics["test_miou"] - metrics["test_miou_torch"]) <= 0.002
     assert set(metrics["test_per_class_iou"]) == set(metrics["per_class_iou"])
     assert "test_miou" not in metrics["history"][0]
     folder = tmp_path / "models" / metrics["arch_id"]
     assert json.loads((folder / "metrics.json").read_text())["val_miou"] == metrics["val_miou"]
-    # the exported ONNX model computes what the PyTorch module does
+    shipped = ShippedModel(folder / "model.onnx")
+    record = shipped.preprocessing
+    assert record == Preprocessing.from_dict(metrics["preprocessing"])
+    assert record.class_names[:3] == ("sky", "building", "pole") and record.ignore_index == 255
+    height, width = record.input_size
+    assert metrics["latency_trained_size"]["resolution"] == [height, width]
+    assert metrics["latency_trained_size"]["label"] == "trained size" and metrics["latency"]["resolution"] == [64, 64]
+    # the exported ONNX model computes what the PyTorch module does, at the trained size and others, in batches
     model = load_model(folder)  # from the folder alone
     assert metrics["space_options"]["head_channels"] == 32 and metrics["num_classes"] == 11
-    image = torch.randn(1, 3, 128, 128)
-    with torch.no_grad():
-        expected = model(image).numpy()
-    session = onnxruntime.InferenceSession(str(folder / "model.onnx"), providers=["CPUExecutionProvider"])
-    (got,) = session.run(None, {"image": image.numpy()})
-    assert np.abs(got - expected).max() <= 1e-4
+    for shape in ((1, 3, height, width), (4, 3, height, width), (1, 3, 90, 120)):
+        image = torch.randn(*shape)
+        with torch.no_grad():
+            expected = model(image).numpy()
+        got = shipped.logits(image.numpy())
+        assert got.shape == expected.shape and np.abs(got - expected).max() <= 1e-4
+    # a camera frame of another size gets a label per pixel
+    assert shipped.predict(np.zeros((360, 480, 3), dtype=np.uint8)).shape == (360, 480)
+    _predict_writes_masks_and_overlays(folder, camvid_dir, tmp_path, capsys)
     # the sweep's best sub-network was the one fine-tuned
     trials = pd.read_parquet(supernet_sweep / "trials.parquet")
     assert metrics["arch_id"] == trials.sort_values("miou").iloc[-1]["arch_id"]
+
+
+def _predict_writes_masks_and_overlays(folder: Path, camvid_dir: Path, tmp_path: Path, capsys) -> None:
+    """`raynas predict` on the shipped model: a folder and a file of any size in, a mask, an overlay per image and
+    the legend out; a folder without images and an unreadable file are one clear error each, nothing written."""
+    from PIL import Image
+
+    images = tmp_path / "images"
+    images.mkdir()
+    for name in sorted(os.listdir(camvid_dir / "test"))[:2]:
+        (images / name).write_bytes((camvid_dir / "test" / name).read_bytes())
+    small = tmp_path / "small.jpg"
+    Image.fromarray(np.full((50, 70, 3), 128, dtype=np.uint8)).save(small)
+    out = tmp_path / "predicted"
+    assert main(["predict", str(folder), str(images), str(small), "--out", str(out)]) == 0
+    assert "3 images in" in capsys.readouterr().out
+    stems = [p.stem for p in sorted(images.iterdir())] + ["small"]
+    assert sorted(p.name for p in out.iterdir()) == sorted(
+        ["legend.png"] + [f"{s}_{kind}.png" for s in stems for kind in ("mask", "overlay")])
+    with Image.open(out / "small_mask.png") as mask, Image.open(small) as image:
+        assert mask.size == image.size  # at the image's own size
+    colours = {tuple(c) for c in np.asarray(Image.open(out / f"{stems[0]}_mask.png")).reshape(-1, 3)}
+    assert len(colours) >= 3  # a street scene is more than one class
+    (tmp_path / "empty").mkdir()
+    (tmp_path / "broken.png").write_text("not an image")
+    for bad, says in ((tmp_path / "empty", "holds no images"), (tmp_path / "broken.png", "cannot read")):
+        assert main(["predict", str(folder), str(bad), "--out", str(tmp_path / "never")]) == 2
+        assert says in capsys.readouterr().err and not (tmp_path / "never").exists()
 
 
 @pytest.mark.slow  # ~2 min on 2 cores: a fine-tuning run killed, then resumed

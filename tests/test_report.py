@@ -286,3 +286,30 @@ def test_a_supernet_sweeps_report_says_how_to_measure_its_ranking_when_nobody_ha
     assert "How far the ranking holds Not measured for this sweep: python -m raynas rank-check SWEEP_DIR" in text
     tabular = _text(write_report(make_sweep(), SETTINGS, tmp_path / "t.html").read_text())
     assert "How far the ranking holds" not in tabular  # no weights, nothing to fine-tune
+
+
+def test_the_model_section_shows_what_the_shipped_model_sees_and_its_per_class_iou(tmp_path):
+    from PIL import Image
+
+    strip = tmp_path / "examples.png"
+    Image.fromarray(np.zeros((20, 64, 3), dtype=np.uint8)).save(strip)
+    latency = {"latency_ms": 7.0, "latency_device": "x86_64|cpu", "latency_remote": False}
+    model = {"arch_id": "abc", "test_miou": 0.371, "test_miou_torch": 0.3709, "val_miou": 0.486,
+             "val_miou_torch": 0.4861, "inherited_miou": 0.43, "flops": 9e8, "params": 2e6, "resolution": 512,
+             "epochs": 4, "from_scratch": False, "scored_by": "ONNX Runtime on model.onnx",
+             "latency": latency | {"resolution": [256, 256]},
+             "latency_trained_size": latency | {"resolution": [192, 256], "latency_ms": 5.0},
+             "per_class_iou": {"sky": 0.9, "road": 0.8}, "test_per_class_iou": {"sky": 0.85, "road": None},
+             "files": {"onnx": "m.onnx", "weights": "m.pt", "examples": str(strip)}}
+    out = write_report(make_sweep(), SETTINGS, tmp_path / "r.html", models=[model])
+    page = out.read_text()
+    end = page.index("<p>Sweep <code>")  # the model section comes first
+    section = _text(page[page.index("The model to ship"):end])
+    assert "0.3710 PyTorch 0.3709" in section and "0.4860 PyTorch 0.4861" in section
+    assert "7.00 ms at 256×256 (deployment size" in section and "5.00 ms at 192×256 (trained size" in section
+    assert page.index('id="plot-examples_abc"') < end and page.index('id="plot-per_class_abc"') < end
+    assert (plots_dir_for(out) / "examples_abc.png").read_bytes() == strip.read_bytes()
+    assert check_plots_referenced(out) >= {"examples_abc.png", "per_class_abc.png"}
+    added = ("test_miou_torch", "val_miou_torch", "latency_trained_size", "scored_by")  # absent before 2026-12-07
+    old = {k: v for k, v in model.items() if k not in added} | {"files": {"onnx": "m.onnx", "weights": "m.pt"}}
+    assert "The model to ship" in write_report(make_sweep(), SETTINGS, tmp_path / "old.html", models=[old]).read_text()

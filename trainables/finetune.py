@@ -16,14 +16,17 @@ rate, weight decay, epochs, distillation) with ASHA, each Tune trial one
 Ray Train run, and the best trial's model is kept.
 
 Each model gets a folder ``<out>/<arch_id>/`` with ``model.onnx`` (one
-file), ``model.pt`` (the static module's weights) and ``metrics.json``: val
-mIoU and per-class IoU, the inherited-weight mIoU it started from, FLOPs and
-params at the deployment resolution, latency measured by the latency
-service, the architecture (with the space's options and the class count)
-and the recipe; ``load_model(folder)`` rebuilds the module from them.
-Validation chose the architecture and the recipe, so where the data set has
-a labelled test split (CamVid) the final model is also scored once on all
-of it: ``test_miou``, the number to quote.
+file, any batch, height and width, its ``Preprocessing`` in its metadata),
+``model.pt`` (the static module's weights) and ``metrics.json``: val mIoU
+and per-class IoU measured by ONNX Runtime on the shipped file (PyTorch's
+beside them), the preprocessing, the inherited-weight mIoU it started from,
+FLOPs and params at the deployment resolution, latency measured by the
+latency service at the deployment and at the trained size, the architecture
+(with the space's options and the class count) and the recipe;
+``load_model(folder)`` rebuilds the module from them. Validation chose the
+architecture and the recipe, so where the data set has a labelled test split
+(CamVid) the final model is also scored once on all of it: ``test_miou``,
+the number to quote.
 """
 
 from __future__ import annotations
@@ -35,6 +38,7 @@ import time
 from pathlib import Path
 from typing import Any, Mapping
 
+import numpy as np
 import torch
 import torch.nn.functional as F
 from pydantic import Field, StrictBool
@@ -50,6 +54,7 @@ from raynas.training_config import DataSection, EvaluationSection, ScalingSectio
 STATE_FILE = "finetune.pt"
 MODEL_WEIGHTS = "model.pt"
 MODEL_ONNX = "model.onnx"
+MODEL_EXAMPLES = "examples.png"  # test images: image, ground truth, prediction
 METRICS = "metrics.json"
 
 
@@ -240,7 +245,7 @@ def finetune_loop(config: dict) -> None:
                   "arch": config["arch"], "recipe": recipe.dump(), "supernet": config["checkpoint"],
                   "from_scratch": config["from_scratch"], "space": meta["space"],
                   "space_options": meta["space_options"], "num_classes": num_classes,
-                  "class_names": list(val_set.class_names)}
+                  "class_names": list(val_set.class_names), "ignore_index": ignore_index, "data": data.dump()}
         with tempfile.TemporaryDirectory() as directory:
             saved = None
             if rank == 0:
@@ -334,9 +339,21 @@ def search_recipe(job: dict, settings: FinetuneSettings, folder: Path, progress:
 
 
 def export(checkpoint: str, folder: Path, resolution: int, latency: LatencySettings) -> dict:
-    """``model.pt``, ``model.onnx`` and ``metrics.json`` of a fine-tuned checkpoint; returns the metrics."""
+    """``model.pt``, ``model.onnx`` and ``metrics.json`` of a fine-tuned checkpoint; returns the metrics.
+
+    The ONNX file takes any batch, height and width and carries its ``Preprocessing`` (trained size,
+    normalisation, class names) in its metadata; its outputs are checked against PyTorch's at the trained
+    size and at one other before it is written. ``val_miou``/``test_miou`` are ONNX Runtime's on the file
+    itself (every image of the split, at the trained size), PyTorch's beside them (``*_torch``); latency at
+    ``latency.resolution`` (``latency``) and at the trained size (``latency_trained_size``).
+    """
+    from PIL import Image
+
+    from raynas.data import EvalTransform
+    from raynas.data.preprocessing import Preprocessing
     from raynas.latency.onnx_timing import export_onnx
     from raynas.latency.service import LatencyRequest, LatencyService, trial_metrics
+    from raynas.shipped_model import ShippedModel, example_strip, score
     from search_spaces import get_space
     from trainables.checkpoints import read_meta
 
@@ -347,29 +364,67 @@ def export(checkpoint: str, folder: Path, resolution: int, latency: LatencySetti
     state = torch.load(Path(checkpoint) / STATE_FILE, map_location="cpu", weights_only=True)
     model.load_state_dict(state["model"])
     model.eval()
+    data = DataSection.load(meta["data"])
+    val_set, test_set = data.make("val", EvalTransform(data.eval_size)), data.test_set()
+    trained_size = tuple(val_set[0][0].shape[-2:])  # what the model was scored at
+    record = Preprocessing(input_size=trained_size, class_names=tuple(meta["class_names"]),
+                           ignore_index=meta["ignore_index"])
+    onnx_bytes = export_onnx(model, trained_size, dynamic=True, metadata=record.metadata())
+    _check_onnx(model, onnx_bytes, trained_size)
     folder.mkdir(parents=True, exist_ok=True)
     torch.save(model.state_dict(), folder / MODEL_WEIGHTS)
-    (folder / MODEL_ONNX).write_bytes(export_onnx(model, resolution))
-    measured = LatencyService.from_settings(latency).measure(
-        [LatencyRequest(space.arch_id(arch), latency.resolution, lambda: model)])[0]
+    (folder / MODEL_ONNX).write_bytes(onnx_bytes)
+
+    shipped = ShippedModel(folder / MODEL_ONNX)
+    val = score(shipped, val_set).compute()
+    test = score(shipped, test_set).compute() if test_set is not None else None
+    shown = test_set if test_set is not None else val_set
+    Image.fromarray(example_strip(shipped, shown)).save(folder / MODEL_EXAMPLES)
+    arch_id = space.arch_id(arch)
+    deployed, at_trained_size = LatencyService.from_settings(latency).measure(
+        [LatencyRequest(arch_id, size, lambda: model) for size in (latency.resolution, trained_size)])
     cost = space.cost(arch, resolution=resolution, num_classes=meta["num_classes"])
     last = meta["history"][-1]
+    names = meta["class_names"]
     metrics = {
-        "arch_id": space.arch_id(arch), "arch": arch, "space": meta["space"],
+        "arch_id": arch_id, "arch": arch, "space": meta["space"],
         "space_options": meta["space_options"], "num_classes": meta["num_classes"],
-        "val_miou": last["val_miou"], "inherited_miou": meta["inherited"],
-        "per_class_iou": dict(zip(meta["class_names"], meta["per_class_iou"])),
-        "test_miou": last.get("test_miou"),  # None: no labelled test split (or a run stopped early)
-        "test_per_class_iou": None if meta.get("test_per_class_iou") is None
-        else dict(zip(meta["class_names"], meta["test_per_class_iou"])),
+        "preprocessing": record.to_dict(),
+        "val_miou": val["miou"], "val_miou_torch": last["val_miou"], "inherited_miou": meta["inherited"],
+        "per_class_iou": dict(zip(names, _per_class(val))),
+        # None: no labelled test split
+        "test_miou": None if test is None else test["miou"], "test_miou_torch": last.get("test_miou"),
+        "test_per_class_iou": None if test is None else dict(zip(names, _per_class(test))),
+        "scored_by": f"ONNX Runtime on {MODEL_ONNX}, every image of the split at {trained_size[0]}×{trained_size[1]}",
         "resolution": resolution, "flops": cost["flops"], "params": cost["params"],
-        "latency": trial_metrics(measured) | {"resolution": list(latency.resolution)},
+        "latency": trial_metrics(deployed) | {"resolution": list(latency.resolution), "label": "deployment size"},
+        "latency_trained_size": trial_metrics(at_trained_size) | {"resolution": list(trained_size),
+                                                                  "label": "trained size"},
         "recipe": meta["recipe"], "from_scratch": meta["from_scratch"], "epochs": last["epoch"],
         "history": meta["history"], "supernet": meta["supernet"], "checkpoint": checkpoint,
-        "files": {"onnx": str(folder / MODEL_ONNX), "weights": str(folder / MODEL_WEIGHTS)},
+        "files": {"onnx": str(folder / MODEL_ONNX), "weights": str(folder / MODEL_WEIGHTS),
+                  "examples": str(folder / MODEL_EXAMPLES)},
     }
     (folder / METRICS).write_text(json.dumps(metrics, indent=1))
     return metrics
+
+
+def _check_onnx(model: torch.nn.Module, onnx_bytes: bytes, trained_size: tuple[int, int]) -> None:
+    """The ONNX graph's logits against PyTorch's, at the trained size and at 1.5 times it (batch 2); a
+    ``RuntimeError`` naming the size where they differ."""
+    import onnxruntime
+
+    session = onnxruntime.InferenceSession(onnx_bytes, providers=["CPUExecutionProvider"])
+    generator = torch.Generator().manual_seed(0)
+    for height, width in (trained_size, (trained_size[0] * 3 // 2, trained_size[1] * 3 // 2)):
+        image = torch.randn(2, 3, height, width, generator=generator)
+        with torch.no_grad():
+            expected = model(image).numpy()
+        got = session.run(["logits"], {"image": image.numpy()})[0]
+        error = float(np.abs(got - expected).max()) if got.shape == expected.shape else float("inf")
+        if not error <= 1e-3 * max(1.0, float(np.abs(expected).max())):
+            raise RuntimeError(f"the ONNX export differs from the PyTorch model at {height}×{width}: logits "
+                               f"{got.shape} against {expected.shape}, largest difference {error:g}")
 
 
 def scores_line(metrics: Mapping[str, Any]) -> str:

@@ -70,18 +70,24 @@ class LatencySettings(TimingSettings):
         Field("~/.cache/raynas/latency", validate_default=True)  # the default expanded too, never a "~" folder
 
 
-def export_onnx(model, resolution: int | Sequence[int], opset: int = OPSET) -> bytes:
-    """One self-contained ONNX file (weights inside) for input ``(1, 3, H, W)``."""
+def export_onnx(model, resolution: int | Sequence[int], opset: int = OPSET, dynamic: bool = False,
+                metadata: dict[str, str] | None = None) -> bytes:
+    """One self-contained ONNX file (weights inside), input ``image`` and output ``logits``, traced at
+    ``(1, 3, H, W)``: for that input size only, or with ``dynamic`` for any batch, height and width (the
+    model's shape arithmetic is traced, not frozen); ``metadata``: the file's ``metadata_props``."""
+    import onnx
     import torch
 
     height, width = input_size(resolution)
     buffer = io.BytesIO()
     was_training = model.training
     model.eval()
+    axes = {0: "batch", 2: "height", 3: "width"}
     try:
         with torch.no_grad(), warnings.catch_warnings():
             warnings.filterwarnings("ignore", message=".*legacy TorchScript-based ONNX export.*")
-            # the file is for this one input size: shape tests in forward() are constants for it, as traced
+            # shape tests in forward() are constants of the traced size (for `dynamic`, the traced shape
+            # arithmetic follows the input)
             warnings.filterwarnings("ignore", category=torch.jit.TracerWarning)
             torch.onnx.export(
                 model,
@@ -92,10 +98,15 @@ def export_onnx(model, resolution: int | Sequence[int], opset: int = OPSET) -> b
                 opset_version=opset,
                 input_names=["image"],
                 output_names=["logits"],
+                dynamic_axes={"image": axes, "logits": axes} if dynamic else None,
             )
     finally:
         model.train(was_training)
-    return buffer.getvalue()
+    if not metadata:
+        return buffer.getvalue()
+    proto = onnx.load_from_string(buffer.getvalue())
+    onnx.helper.set_model_props(proto, metadata)
+    return proto.SerializeToString()
 
 
 def cpu_model() -> str:

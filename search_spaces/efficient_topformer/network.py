@@ -229,6 +229,27 @@ def pooled_size(height: int, width: int, stride: int) -> tuple[int, int]:
     return (height - 1) // stride + 1, (width - 1) // stride + 1
 
 
+def _pooling_matrix(n_in: torch.Tensor, n_out: torch.Tensor) -> torch.Tensor:
+    """``(n_out, n_in)``: row i averages the inputs of ``adaptive_avg_pool``'s bin i,
+    ``[floor(i·n_in/n_out), ceil((i+1)·n_in/n_out))``, from shapes that may be traced tensors."""
+    i = torch.arange(n_out).unsqueeze(1)
+    j = torch.arange(n_in).unsqueeze(0)
+    start = torch.div(i * n_in, n_out, rounding_mode="floor")
+    end = torch.div((i + 1) * n_in + n_out - 1, n_out, rounding_mode="floor")
+    inside = ((j >= start) & (j < end)).float()
+    return inside / inside.sum(dim=1, keepdim=True)
+
+
+def adaptive_avg_pool(x: torch.Tensor, size: tuple) -> torch.Tensor:
+    """``F.adaptive_avg_pool2d(x, size)``; in an ONNX export, the same averages as two matrix products, so that
+    the exported graph takes any input size (ONNX's pooling needs a kernel fixed at export)."""
+    if not torch.onnx.is_in_onnx_export():
+        return F.adaptive_avg_pool2d(x, size)
+    height, width = x.shape[-2:]
+    rows, cols = _pooling_matrix(height, size[0]), _pooling_matrix(width, size[1])
+    return torch.matmul(torch.matmul(rows, x), cols.transpose(0, 1))
+
+
 class PyramidPool(nn.Module):
     """Average-pool every pyramid level to the token grid and concatenate on channels."""
 
@@ -238,7 +259,7 @@ class PyramidPool(nn.Module):
 
     def forward(self, feats: Sequence[torch.Tensor]) -> torch.Tensor:
         size = pooled_size(*feats[-1].shape[-2:], self.stride)
-        return torch.cat([F.adaptive_avg_pool2d(f, size) for f in feats], dim=1)
+        return torch.cat([adaptive_avg_pool(f, size) for f in feats], dim=1)
 
 
 class Injection(nn.Module):
