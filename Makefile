@@ -16,7 +16,11 @@ $(STAMP): requirements.txt pyproject.toml
 demo: $(STAMP)
 	$(PY) -m raynas demo
 
+# The report's browser test needs Chromium: installed where this runs as root with apt (CI), else it skips.
 test: $(STAMP)
+	@command -v chromium >/dev/null 2>&1 || { [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1 && \
+		apt-get update -qq >/dev/null && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq \
+		--no-install-recommends chromium >/dev/null; } || echo "make test: no Chromium, its test will skip"
 	$(PY) -m pytest
 
 test-slow: $(STAMP)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import base64
+import shutil
 from html.parser import HTMLParser
 from pathlib import Path
 
@@ -288,19 +289,24 @@ def test_a_supernet_sweeps_report_says_how_to_measure_its_ranking_when_nobody_ha
     assert "How far the ranking holds" not in tabular  # no weights, nothing to fine-tune
 
 
-def test_the_model_section_shows_what_the_shipped_model_sees_and_its_per_class_iou(tmp_path):
+def _shipped(tmp_path: Path) -> dict:
+    """A fine-tuned model's metrics.json as finetune writes it, with a 2-row strip of examples."""
     from PIL import Image
 
     strip = tmp_path / "examples.png"
-    Image.fromarray(np.zeros((20, 64, 3), dtype=np.uint8)).save(strip)
+    Image.fromarray(np.arange(20 * 64 * 3, dtype=np.uint8).reshape(20, 64, 3)).save(strip)
     latency = {"latency_ms": 7.0, "latency_device": "x86_64|cpu", "latency_remote": False}
-    model = {"arch_id": "abc", "test_miou": 0.371, "test_miou_torch": 0.3709, "val_miou": 0.486,
-             "val_miou_torch": 0.4861, "inherited_miou": 0.43, "flops": 9e8, "params": 2e6, "resolution": 512,
-             "epochs": 4, "from_scratch": False, "scored_by": "ONNX Runtime on model.onnx",
-             "latency": latency | {"resolution": [256, 256]},
-             "latency_trained_size": latency | {"resolution": [192, 256], "latency_ms": 5.0},
-             "per_class_iou": {"sky": 0.9, "road": 0.8}, "test_per_class_iou": {"sky": 0.85, "road": None},
-             "files": {"onnx": "m.onnx", "weights": "m.pt", "examples": str(strip)}}
+    return {"arch_id": "abc", "test_miou": 0.371, "test_miou_torch": 0.3709, "val_miou": 0.486,
+            "val_miou_torch": 0.4861, "inherited_miou": 0.43, "flops": 9e8, "params": 2e6, "resolution": 512,
+            "epochs": 4, "from_scratch": False, "scored_by": "ONNX Runtime on model.onnx",
+            "latency": latency | {"resolution": [256, 256]},
+            "latency_trained_size": latency | {"resolution": [192, 256], "latency_ms": 5.0},
+            "per_class_iou": {"sky": 0.9, "road": 0.8}, "test_per_class_iou": {"sky": 0.85, "road": None},
+            "files": {"onnx": "m.onnx", "weights": "m.pt", "examples": str(strip)}}
+
+
+def test_the_model_section_shows_what_the_shipped_model_sees_and_its_per_class_iou(tmp_path):
+    model = _shipped(tmp_path)
     out = write_report(make_sweep(), SETTINGS, tmp_path / "r.html", models=[model])
     page = out.read_text()
     end = page.index("<p>Sweep <code>")  # the model section comes first
@@ -308,8 +314,39 @@ def test_the_model_section_shows_what_the_shipped_model_sees_and_its_per_class_i
     assert "0.3710 PyTorch 0.3709" in section and "0.4860 PyTorch 0.4861" in section
     assert "7.00 ms at 256×256 (deployment size" in section and "5.00 ms at 192×256 (trained size" in section
     assert page.index('id="plot-examples_abc"') < end and page.index('id="plot-per_class_abc"') < end
-    assert (plots_dir_for(out) / "examples_abc.png").read_bytes() == strip.read_bytes()
+    assert (plots_dir_for(out) / "examples_abc.png").read_bytes() == Path(model["files"]["examples"]).read_bytes()
     assert check_plots_referenced(out) >= {"examples_abc.png", "per_class_abc.png"}
     added = ("test_miou_torch", "val_miou_torch", "latency_trained_size", "scored_by")  # absent before 2026-12-07
     old = {k: v for k, v in model.items() if k not in added} | {"files": {"onnx": "m.onnx", "weights": "m.pt"}}
     assert "The model to ship" in write_report(make_sweep(), SETTINGS, tmp_path / "old.html", models=[old]).read_text()
+
+
+CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser") or shutil.which("google-chrome")
+# appended to a copy of the page: once loaded, the browser writes what it decoded of every image into the DOM
+PROBE = """<script>window.addEventListener("load", () => document.body.setAttribute("data-probe", JSON.stringify(
+  [...document.images].map(i => ({figure: i.closest("figure")?.id, width: i.naturalWidth, height: i.naturalHeight,
+                                  shown: i.getBoundingClientRect().width}))))); </script>"""
+
+
+@pytest.mark.skipif(CHROMIUM is None, reason="needs Chromium (Debian's package chromium; `make test` installs it "
+                                             "where it runs as root with apt)")
+def test_the_report_renders_in_headless_chromium_with_every_image_decoded(tmp_path):
+    import html
+    import json
+    import re
+    import subprocess
+
+    model = _shipped(tmp_path)
+    out = write_report(make_sweep(), SETTINGS, tmp_path / "r.html", models=[model])
+    probe = out.with_name("probe.html")
+    probe.write_text(out.read_text().replace("</body>", PROBE + "</body>"))
+    dom = subprocess.run([CHROMIUM, "--headless", "--no-sandbox", "--disable-gpu", "--no-first-run",
+                          "--disable-background-networking", "--disable-component-update", "--disable-sync",
+                          f"--user-data-dir={tmp_path / 'profile'}", "--virtual-time-budget=10000",
+                          "--dump-dom", probe.as_uri()], capture_output=True, text=True, timeout=180)
+    found = re.search(r'data-probe="([^"]*)"', dom.stdout)
+    assert found, dom.stderr[-2000:]
+    images = {i["figure"]: i for i in json.loads(html.unescape(found.group(1)))}
+    assert len(images) == len(check_plots_referenced(out)) >= 7  # every plot, the model's two included
+    assert all(i["width"] > 0 and i["height"] > 0 and i["shown"] > 0 for i in images.values())
+    assert (images["plot-examples_abc"]["width"], images["plot-examples_abc"]["height"]) == (64, 20)
