@@ -34,7 +34,7 @@ class ShippedModel:
         metadata = self.session.get_modelmeta().custom_metadata_map
         if "input_size" not in metadata:
             raise UserError(f"{self.path}: carries no preprocessing record in its metadata (written before "
-                            f"2026-12-07?); export it again with `raynas finetune`")
+                            f"2026-12-07); delete its folder and run `raynas finetune` again")
         self.preprocessing = Preprocessing.from_metadata(metadata)
 
     def logits(self, batch: np.ndarray) -> np.ndarray:

@@ -26,6 +26,8 @@ def run(args: argparse.Namespace) -> int:
     from raynas.shipped_model import (ShippedModel, colour_mask, image_paths, legend, overlay, palette,
                                       read_image)
 
+    if args.threads is not None and args.threads < 1:
+        raise UserError(f"--threads: must be a whole number >= 1; got {args.threads}")
     model_path = Path(args.model)
     onnx_file = model_path / "model.onnx" if model_path.is_dir() else model_path
     if not onnx_file.is_file():
