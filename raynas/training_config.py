@@ -180,19 +180,16 @@ def weight_sharing_space(name: str, options: dict[str, Any], field: str = "space
     return space
 
 
-class SupernetTrainingConfig(Section):
-    """A whole training file; ``from_yaml(path)`` reads one."""
+class SandwichRunConfig(Section):
+    """A whole file of a sandwich-rule run (``trainables.sandwich``); ``from_yaml(path)`` reads one.
+
+    A subclass declares the sections ``init``, ``data``, ``training``, ``evaluation``, ``scaling`` and
+    ``run`` with its own types and defaults; the space is checked here, each section by itself."""
 
     SECTION = ""
 
     space: str = "efficient_topformer"
     space_options: dict[str, Any] = Field(default_factory=dict)
-    init: str = "imagenet"  # or "random", or a `raynas pretrain` checkpoint (trainables.initial_weights)
-    data: DataSection = Field(default_factory=DataSection)
-    training: SegmentationTraining = Field(default_factory=SegmentationTraining)
-    evaluation: EvaluationSection = Field(default_factory=EvaluationSection)
-    scaling: ScalingSection = Field(default_factory=ScalingSection)
-    run: RunSection = Field(default_factory=RunSection)
 
     def check(self, section: str) -> None:
         weight_sharing_space(self.space, self.space_options)
@@ -200,5 +197,16 @@ class SupernetTrainingConfig(Section):
             getattr(self, name).check(self.field(section, name))
 
     @classmethod
-    def from_yaml(cls, path: str | os.PathLike) -> "SupernetTrainingConfig":
+    def from_yaml(cls, path: str | os.PathLike):
         return cls.load(read_sections(path, cls.model_fields))
+
+
+class SupernetTrainingConfig(SandwichRunConfig):
+    """A whole training file; ``from_yaml(path)`` reads one."""
+
+    init: str = "imagenet"  # or "random", or a `raynas pretrain` checkpoint (trainables.initial_weights)
+    data: DataSection = Field(default_factory=DataSection)
+    training: SegmentationTraining = Field(default_factory=SegmentationTraining)
+    evaluation: EvaluationSection = Field(default_factory=EvaluationSection)
+    scaling: ScalingSection = Field(default_factory=ScalingSection)
+    run: RunSection = Field(default_factory=RunSection)

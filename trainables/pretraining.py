@@ -19,7 +19,6 @@ A YAML file's sections: ``space``/``space_options``, ``init`` (default
 
 from __future__ import annotations
 
-import os
 from typing import Any, Mapping
 
 import torch.nn.functional as F
@@ -27,9 +26,9 @@ from pydantic import Field
 
 from raynas.errors import UserError
 from raynas.progress import Progress
-from raynas.settings import Fraction, Section, Whole, read_sections
-from raynas.training_config import EvaluationSection, Path_, RunSection, ScalingSection, TrainingSection, \
-    weight_sharing_space
+from raynas.settings import Fraction, Section, Whole
+from raynas.training_config import EvaluationSection, Path_, RunSection, SandwichRunConfig, ScalingSection, \
+    TrainingSection
 from trainables.initial_weights import PRETRAIN_FILE
 from trainables.recalibration import evaluate_arch
 from trainables.sandwich import SandwichRun, SandwichTask, sandwich_loop
@@ -65,13 +64,9 @@ class PretrainTraining(TrainingSection):
     label_smoothing: Fraction = 0.1  # of the max sub-network's cross-entropy (BigNAS, Inception)
 
 
-class PretrainConfig(Section):
+class PretrainConfig(SandwichRunConfig):
     """A whole pre-training file; ``from_yaml(path)`` reads one."""
 
-    SECTION = ""
-
-    space: str = "efficient_topformer"
-    space_options: dict[str, Any] = Field(default_factory=dict)
     init: str = "random"  # as the seed: ImageNet from scratch; "imagenet" starts from the shipped weights
     data: ImageNetData = Field(default_factory=ImageNetData)
     training: PretrainTraining = Field(default_factory=PretrainTraining)
@@ -79,15 +74,6 @@ class PretrainConfig(Section):
                                                                                     batch_size=32))
     scaling: ScalingSection = Field(default_factory=ScalingSection)
     run: RunSection = Field(default_factory=lambda: RunSection(name="pretrain"))
-
-    def check(self, section: str) -> None:
-        weight_sharing_space(self.space, self.space_options)
-        for name in ("data", "training", "evaluation", "scaling", "run"):
-            getattr(self, name).check(self.field(section, name))
-
-    @classmethod
-    def from_yaml(cls, path: str | os.PathLike) -> "PretrainConfig":
-        return cls.load(read_sections(path, cls.model_fields))
 
 
 class ClassificationTask(SandwichTask):

@@ -92,8 +92,9 @@ def sandwich_step(model: torch.nn.Module, net, archs: list[dict], image: torch.T
 class SandwichTask:
     """What a sandwich-rule run trains, built in each worker as ``Task(cfg, train_set)``.
 
-    A subclass sets ``CONFIG`` (its settings class: ``space``, ``space_options``, ``init``, ``data``
-    with ``build()`` → (train, calibration, val), ``training``, ``evaluation``, ``scaling``, ``run``),
+    A subclass sets ``CONFIG`` (a ``raynas.training_config.SandwichRunConfig``: ``space``,
+    ``space_options``, ``init``, ``data`` with ``build()`` → (train, calibration, val), ``training``,
+    ``evaluation``, ``scaling``, ``run``),
     ``STATE_FILE`` (the checkpoint's state file) and ``SCORE`` (the per-epoch validation score of the max
     and min sub-networks is reported as ``val_<SCORE>_max``/``_min``), and provides the methods below.
     """
