@@ -4,7 +4,7 @@ VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 
-.PHONY: demo test test-slow bench clean
+.PHONY: demo test test-slow gpu-check clean
 
 $(STAMP): requirements.txt pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -22,6 +22,12 @@ test: $(STAMP)
 		apt-get update -qq >/dev/null && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq \
 		--no-install-recommends chromium >/dev/null; } || echo "make test: no Chromium, its test will skip"
 	$(PY) -m pytest
+
+# The GPU path end to end (benchmarks/gpu_check.py): "no GPU: skipped" on a machine without one. Where the
+# CUDA torch is another Python's (a lent GPU machine's python3), `make gpu-check GPU_PY=python3`.
+GPU_PY ?= $(PY)
+gpu-check: $(if $(filter $(PY),$(GPU_PY)),$(STAMP))
+	$(GPU_PY) benchmarks/gpu_check.py
 
 test-slow: $(STAMP)
 	$(PY) -m pytest -m slow

@@ -32,9 +32,9 @@ from raynas.sweep_folder import SweepFolder
 from raynas.sweep_search import SweepSearcher
 
 METRIC_COLUMNS = ("accuracy", "miou", "latency_ms", "flops", "params")
-# kept as reported where present: how latency was measured or predicted, and the evaluation time
+# kept as reported where present: how latency was measured or predicted, the evaluation time and device
 DETAIL_COLUMNS = ("latency_pred_ms", "latency_p90_ms", "latency_cpu_ms", "latency_remote", "latency_device",
-                  "latency_node_id", "eval_s",
+                  "latency_node_id", "eval_s", "device",
                   # searches that train: the architecture a run found, its gap, the run's last epoch
                   "found_arch_id", "found_arch", "discretization_gap", "entropy", "epoch")
 METADATA_KEY = b"raynas"

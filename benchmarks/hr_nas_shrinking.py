@@ -74,8 +74,7 @@ def train_from_scratch(space_options: Mapping[str, Any], arch: Mapping[str, Any]
     import torch.nn.functional as F
 
     from search_spaces import get_space
-    from trainables.finetune import evaluate_model
-    from trainables.recalibration import evaluation_batches, recalibrate_bn
+    from trainables.recalibration import evaluate_model, evaluation_batches, recalibrate_bn
     from trainables.searching import forever
     from trainables.shrinking import ShrinkingSettings
     from trainables.training import warmup_poly

@@ -101,7 +101,8 @@ class SweepPlan:
         }
 
     def preflight(self) -> None:
-        """Checks that need no Ray: the constraint admits something; a resumed sweep is this one."""
+        """Checks that need no Ray: a trial's resources can run the objective; the constraint admits something."""
+        self.objective.check_resources(self.config.trial_resources or self.objective.default_resources)
         if not self.objective.admits_some(self.constraint):
             raise UserError(f"constraint {self.constraint.to_dict()} admits none of 20000 random architectures of "
                             f"space {self.objective.space.name!r}; raise the limit")

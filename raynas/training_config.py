@@ -12,7 +12,7 @@ Sections:
                 crop and evaluation sizes, loader processes;
 ``training``    epochs, steps, batch, sandwich rule, distillation, AdamW, schedule;
 ``evaluation``  per-epoch validation of the max and min sub-networks;
-``scaling``     Ray Train workers (CPU → gloo, GPU → NCCL);
+``scaling``     Ray Train workers (CPU → gloo, GPU → NCCL, SyncBN and bf16 by default);
 ``run``         where Ray Train stores the run and its checkpoints.
 """
 
@@ -25,6 +25,7 @@ from typing import Annotated, Any
 from pydantic import BeforeValidator, Field, StrictBool
 
 from raynas.data import DATASETS
+from raynas.devices import Precision
 from raynas.errors import UserError, check_choice, field_error, size_problem
 from raynas.settings import Choice, Fraction, NonNegative, Positive, Section, Whole, read_sections
 
@@ -121,7 +122,9 @@ class TrainingSection(Section):
     student_weight: NonNegative | None = None
     # BatchNorm statistics over all workers' images (SyncBN, as TopFormer trains) instead of each worker's own:
     # for a few images per GPU; on CPU workers (gloo) a step takes 2.7× as long (BENCHMARKS.md)
-    sync_bn: StrictBool = False
+    # None: on where it is cheap and needed, Ray Train's GPU workers (NCCL) with more than one of them
+    sync_bn: StrictBool | None = None
+    precision: Precision = "auto"  # bf16 autocast on GPU workers, fp32 on CPU ones (raynas.devices)
     lr: Positive = 1.2e-4
     weight_decay: NonNegative = 0.01
     betas: tuple[Fraction, Fraction] = (0.9, 0.999)
@@ -146,14 +149,33 @@ class EvaluationSection(Section):
     calibration_images: Whole(0) = 32  # training images for BN recalibration (paper §4.2: 32), spread over the split
     val_images: Whole(1) | None = None  # spread over the split; None: the whole validation split
     batch_size: Whole(1) = 8
+    precision: Precision = "auto"  # of the forward passes: bf16 autocast on a GPU, fp32 on a CPU (raynas.devices)
 
 
 class ScalingSection(Section):
+    """Ray Train's workers: how many, whether each holds a GPU (NCCL between them, else gloo), what each asks."""
+
     SECTION = "scaling"
 
     num_workers: Whole(1) = 1
     use_gpu: StrictBool = False
     resources_per_worker: dict[str, Positive] | None = None  # e.g. {"CPU": 4, "GPU": 1}
+
+    def check(self, section: str) -> None:
+        gpus = (self.resources_per_worker or {}).get("GPU", 0)
+        if gpus and not self.use_gpu:
+            raise field_error(self.field(section, "resources_per_worker"),
+                              f"asks for GPU: {gpus:g} while {self.field(section, 'use_gpu')} is false; "
+                              "set use_gpu: true, or drop GPU", self.resources_per_worker)
+
+    def trainer_configs(self):
+        """``(TorchConfig, ScalingConfig)`` of a ``TorchTrainer``: NCCL between GPU workers, else gloo."""
+        import ray.train
+        from ray.train.torch import TorchConfig
+
+        return (TorchConfig(backend="nccl" if self.use_gpu else "gloo"),
+                ray.train.ScalingConfig(num_workers=self.num_workers, use_gpu=self.use_gpu,
+                                        resources_per_worker=self.resources_per_worker))
 
 
 class RunSection(Section):

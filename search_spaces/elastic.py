@@ -153,9 +153,13 @@ class ElasticBatchNorm2d(nn.BatchNorm2d):
         return y
 
     def _synced(self, x: torch.Tensor, factor: float) -> torch.Tensor:
-        """Normalise with the mean and variance over every process's batch; update the running statistics."""
+        """Normalise with the mean and variance over every process's batch; update the running statistics.
+
+        The sums are taken in fp32 whatever the input's dtype (a bf16 activation under autocast would lose
+        the variance to cancellation); the output has the input's dtype."""
         import torch.distributed.nn.functional as distributed
 
+        dtype, x = x.dtype, x.float()
         channels = x.shape[1]
         local = torch.cat([x.sum(dim=(0, 2, 3)), (x * x).sum(dim=(0, 2, 3)), x.new_full((1,), x.numel() / channels)])
         total = distributed.all_reduce(local)  # its backward all-reduces the gradients of the sums
@@ -173,7 +177,7 @@ class ElasticBatchNorm2d(nn.BatchNorm2d):
                 else:
                     c = c.to(buffer.device)
                     buffer.index_copy_(0, c, buffer.index_select(0, c).lerp_(value, factor))
-        return x * scale[None, :, None, None] + shift[None, :, None, None]
+        return (x * scale[None, :, None, None] + shift[None, :, None, None]).to(dtype)
 
 
 def _world_size() -> int:

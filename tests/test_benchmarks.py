@@ -19,6 +19,7 @@ def tiny_arguments(script: str, supernet_run: str, tmp: Path) -> list[str]:
         "bench_data_loading.py": ["--images", "4", "--repeats", "1"],
         "bn_recalibration.py": [supernet_run, "--calibration", "2", "--val", "2"],
         "cost_model_speed.py": ["--archs", "20", "--counted", "1", "--resolution", "64"],
+        "gpu_check.py": ["--out", str(tmp / "gpu")],  # here: "no GPU: skipped" (tests/test_gpu_path.py)
         "elastic_overhead.py": ["--batch", "2", "--resolution", "128", "--random", "0", "--repeats", "1"],
         "hr_nas_shrinking.py": ["--data", "synthetic", "--penalties", "5", "--seeds", "1", "--epochs", "1",
                                 "--steps", "1", "--interval", "1", "--out", str(tmp / "hr_nas")],
@@ -41,7 +42,7 @@ def tiny_arguments(script: str, supernet_run: str, tmp: Path) -> list[str]:
 
 def test_every_script_is_covered():
     assert set(SCRIPTS) - LIBRARY == {
-        "bench_data_loading.py", "bn_recalibration.py", "cost_model_speed.py", "elastic_overhead.py",
+        "bench_data_loading.py", "bn_recalibration.py", "cost_model_speed.py", "elastic_overhead.py", "gpu_check.py",
         "hr_nas_shrinking.py", "latency.py", "paper_claim.py", "sandwich_recipe.py",
         "searchers_nb201.py", "ssr_regularizers.py", "subnet_eval_time.py", "sweep_scaling.py",
         "training_throughput.py", "tune_overhead.py"}

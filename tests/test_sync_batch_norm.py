@@ -55,6 +55,10 @@ def _worker(rank: int, port: int, results) -> None:
         dist.all_reduce(g)
         g /= 2
     results[rank] = (output, grads, model[4].running_mean.clone(), model[4].running_var.clone())
+    norm = ElasticBatchNorm2d(3, momentum=None).train()  # a bf16 activation, as under autocast, far from 0
+    norm.sync = True
+    output = norm((x[half] + 50).to(torch.bfloat16))
+    results[f"bf16 {rank}"] = (output.dtype, norm.running_mean.clone(), norm.running_var.clone())
     dist.destroy_process_group()
 
 
@@ -75,6 +79,13 @@ def test_two_synced_halves_equal_one_whole_batch():
             assert torch.allclose(got, expected, atol=1e-5), (got - expected).abs().max()
         assert torch.allclose(mean, model[4].running_mean, atol=1e-5)
         assert torch.allclose(var, model[4].running_var, atol=1e-5)
+    # bf16 inputs: statistics summed in fp32, so the variance survives a mean of 50 (bf16 sums would lose it)
+    shifted = (x + 50).to(torch.bfloat16).double()
+    for rank in (0, 1):
+        dtype, mean, var = results[f"bf16 {rank}"]
+        assert dtype == torch.bfloat16
+        assert torch.allclose(mean.double(), shifted.mean(dim=(0, 2, 3)), atol=1e-3)
+        assert torch.allclose(var.double(), shifted.var(dim=(0, 2, 3)), rtol=1e-3)
     # and not what a half alone gives: the check can fail
     alone = _model()
     assert not torch.allclose(_step(alone, x[:3], target[:3]), whole[:3], atol=1e-3)

@@ -9,6 +9,7 @@ accepts the folder, its ``supernet.pt`` or a run directory (its latest one).
 
 from __future__ import annotations
 
+import contextlib
 import json
 from pathlib import Path
 from typing import Any
@@ -82,21 +83,28 @@ def write_checkpoint(directory: str | Path, state: dict[str, Any], meta: dict[st
     (Path(directory) / META_FILE).write_text(json.dumps(meta, indent=1))
 
 
-def resume_training(config: dict, model: torch.nn.Module, optimizer, scheduler,
-                    state_file: str = CHECKPOINT_FILE) -> dict[str, Any] | None:
-    """Inside a Ray Train worker: load the run's own checkpoint (Ray Train restoring it), else
-    ``config["resume_from"]``, into ``model``, ``optimizer`` and ``scheduler``; its meta, or None to start fresh."""
+@contextlib.contextmanager
+def resumed_checkpoint(config: dict):
+    """Inside a Ray Train worker: the folder of the run's own checkpoint (Ray Train restoring it), else of
+    ``config["resume_from"]``; None to start fresh."""
     import ray.train
 
     checkpoint = ray.train.get_checkpoint()
     if checkpoint is None and config.get("resume_from"):
         checkpoint = ray.train.Checkpoint(config["resume_from"])
     if checkpoint is None:
-        return None
+        yield None
+        return
     with checkpoint.as_directory() as directory:
-        state = torch.load(Path(directory) / state_file, map_location="cpu", weights_only=True)
-        meta = read_meta(directory, state_file)
+        yield Path(directory)
+
+
+def load_training_state(directory: str | Path, model: torch.nn.Module, optimizer, scheduler,
+                        state_file: str = CHECKPOINT_FILE) -> dict[str, Any]:
+    """Load a checkpoint folder's ``state_file`` into ``model``, ``optimizer`` and ``scheduler`` (the optimizer's
+    state goes where its parameters are now: build it after the model is placed, ``training_state``); its meta."""
+    state = torch.load(Path(directory) / state_file, map_location="cpu", weights_only=True)
     model.load_state_dict(state["model"])
     optimizer.load_state_dict(state["optimizer"])
     scheduler.load_state_dict(state["scheduler"])
-    return meta
+    return read_meta(directory, state_file)

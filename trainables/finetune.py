@@ -44,6 +44,7 @@ import torch.nn.functional as F
 from pydantic import Field, StrictBool
 
 from raynas.cluster import DRIVER_TRIAL_RESOURCES, QUIET_TUNE, tune_environment
+from raynas.devices import Precision, autocast, synchronize, to_device
 from raynas.errors import UserError
 from raynas.latency.onnx_timing import LatencySettings
 from raynas.progress import Progress, ProgressBoard, WorkerProgress, follow, render_training
@@ -75,6 +76,7 @@ class Recipe(Section):
     poly_power: Positive = 1.0
     distill: StrictBool = True  # + KL to the supernet's largest sub-network (frozen)
     distill_weight: NonNegative = 1.0
+    precision: Precision = "auto"  # of the forward passes: bf16 autocast on GPU workers, fp32 on CPU ones
     # of the cross-entropy (see supernet training's); None: as the supernet was trained
     class_weights: Choice(None, "none", "median_frequency") = None
     seed: Whole(0) = 0
@@ -132,27 +134,16 @@ def _models(job: Mapping[str, Any], device):
     return student.to(device), teacher, meta
 
 
-def evaluate_model(model, batches, num_classes: int, ignore_index: int, device) -> Any:
-    """A ``SegmentationMetric`` of ``model`` (eval mode) over ``batches``."""
-    from raynas.data import SegmentationMetric
-
-    metric = SegmentationMetric(num_classes, ignore_index=ignore_index, device=device)
-    model.eval()
-    with torch.no_grad():
-        for image, label in batches:
-            metric.update(model(image.to(device)), label.to(device))
-    return metric
-
-
 def finetune_loop(config: dict) -> None:
     """Ray Train worker loop: ``config`` is a job (``_job``) plus ``progress`` (a board) and ``resume_from``."""
     import ray.train
     import ray.train.torch
-    from torch.utils.data import DataLoader, DistributedSampler
+    from torch.utils.data import DistributedSampler
 
-    from trainables.checkpoints import resume_training, trained_class_weights, write_checkpoint
-    from trainables.recalibration import evaluation_batches, preserved_bn_statistics, recalibrate_bn, shard_batches
-    from trainables.training import cycle, distillation_loss, optimizer_and_schedule
+    from trainables.checkpoints import resumed_checkpoint, trained_class_weights, write_checkpoint
+    from trainables.recalibration import evaluate_model, evaluation_batches, preserved_bn_statistics, recalibrate_bn, \
+        shard_batches
+    from trainables.training import batch_loader, cycle, distillation_loss, training_state
 
     recipe = Recipe.load(config["recipe"])
     data = DataSection.load(config["data"])
@@ -168,8 +159,7 @@ def finetune_loop(config: dict) -> None:
     test_set = data.test_set() if config["test"] else None
     sampler = DistributedSampler(train_set, num_replicas=world, rank=rank, shuffle=True, seed=recipe.seed,
                                  drop_last=True)
-    loader = DataLoader(train_set, batch_size=recipe.batch_size, sampler=sampler, drop_last=True,
-                        num_workers=data.loader_workers, persistent_workers=data.loader_workers > 0)
+    loader = batch_loader(train_set, recipe.batch_size, data.loader_workers, sampler=sampler)
     if len(loader) == 0:
         raise UserError(f"finetune.recipe.batch_size: {recipe.batch_size} images per worker × {world} workers "
                         f"is more than the {len(train_set)} training images")
@@ -178,18 +168,19 @@ def finetune_loop(config: dict) -> None:
     steps = recipe.steps_per_epoch or len(loader)
     total = recipe.epochs * steps
     calibration, val_batches = evaluation_batches(calibration_set, val_set, evaluation, rank, world)
+    precision = evaluation.precision
     if teacher is not None:  # its BN statistics, like any scored sub-network's, from the calibration images
-        recalibrate_bn(teacher, calibration, device)
+        recalibrate_bn(teacher, calibration, device, precision)
 
     start_epoch, step, history, inherited = 0, 0, [], None
-    optimizer, scheduler = optimizer_and_schedule(student, recipe, total)
-    saved = resume_training(config, student, optimizer, scheduler, STATE_FILE)
+    with resumed_checkpoint(config) as checkpoint:
+        optimizer, scheduler, saved = training_state(student, device, recipe, total, checkpoint, STATE_FILE)
     if saved is not None:
         start_epoch, step, history, inherited = saved["epoch"], saved["step"], saved["history"], saved["inherited"]
     elif not config["from_scratch"]:  # what the sweep measured: inherited weights, BN recalibrated
         with preserved_bn_statistics(student):
-            recalibrate_bn(student, calibration, device)
-            metric = evaluate_model(student, val_batches, num_classes, ignore_index, device)
+            recalibrate_bn(student, calibration, device, precision)
+            metric = evaluate_model(student, val_batches, num_classes, ignore_index, device, precision)
             metric.all_reduce()
             inherited = metric.compute()["miou"]
 
@@ -203,17 +194,17 @@ def finetune_loop(config: dict) -> None:
         batches = cycle(loader, sampler, epoch)
         progress.start_epoch()
         for done in range(1, steps + 1):
-            image, label = next(batches)
-            image, label = image.to(device), label.to(device)
+            image, label = to_device(next(batches), device)
             optimizer.zero_grad(set_to_none=True)
-            logits = model(image)
+            with autocast(device, recipe.precision):
+                logits = model(image).float()
             loss = F.cross_entropy(logits, label, weight=class_weights, ignore_index=ignore_index)
-            sums[0] += loss.item()
+            sums[0] += loss.detach()
             if teacher is not None:
-                with torch.no_grad():
-                    teacher_probs = F.softmax(teacher(image), dim=1)
+                with torch.no_grad(), autocast(device, recipe.precision):
+                    teacher_probs = F.softmax(teacher(image).float(), dim=1)
                 kl = distillation_loss(logits, teacher_probs)
-                sums[1] += kl.item()
+                sums[1] += kl.detach()
                 loss = loss + recipe.distill_weight * kl
             loss.backward()
             optimizer.step()
@@ -221,11 +212,12 @@ def finetune_loop(config: dict) -> None:
             step += 1
             images += image.shape[0] * world
             progress.step(epoch + 1, done, image.shape[0] * world)
+        synchronize(device)
         train_seconds = time.perf_counter() - started
         if world > 1:
             torch.distributed.all_reduce(sums)
             sums /= world
-        metric = evaluate_model(net, val_batches, num_classes, ignore_index, device)
+        metric = evaluate_model(net, val_batches, num_classes, ignore_index, device, precision)
         metric.all_reduce()
         scores = metric.compute()
         metrics = {"epoch": epoch + 1, "step": step, "loss": float(sums[0]) / steps,
@@ -234,7 +226,7 @@ def finetune_loop(config: dict) -> None:
         test_scores = None
         if epoch + 1 == recipe.epochs and test_set is not None:  # once, at the end: the number to quote
             test = evaluate_model(net, shard_batches(test_set, evaluation.batch_size, rank, world), num_classes,
-                                  ignore_index, device)
+                                  ignore_index, device, precision)
             test.all_reduce()
             test_scores = test.compute()
             metrics["test_miou"] = test_scores["miou"]
@@ -274,13 +266,11 @@ def make_job(arch: Mapping[str, Any], checkpoint: str, data: DataSection, recipe
 def trainer(job: dict, scaling: ScalingSection, storage: Path, name: str, callbacks=()):
     """The ``TorchTrainer`` of one fine-tuning job (``make_job``), its run stored at ``storage/name``."""
     import ray.train
-    from ray.train.torch import TorchConfig, TorchTrainer
+    from ray.train.torch import TorchTrainer
 
+    torch_config, scaling_config = scaling.trainer_configs()
     return TorchTrainer(
-        finetune_loop, train_loop_config=job,
-        torch_config=TorchConfig(backend="nccl" if scaling.use_gpu else "gloo"),
-        scaling_config=ray.train.ScalingConfig(num_workers=scaling.num_workers, use_gpu=scaling.use_gpu,
-                                               resources_per_worker=scaling.resources_per_worker),
+        finetune_loop, train_loop_config=job, torch_config=torch_config, scaling_config=scaling_config,
         run_config=ray.train.RunConfig(storage_path=str(storage), name=name, callbacks=list(callbacks)))
 
 

@@ -74,6 +74,10 @@ class Objective(ABC):
         Returns ``metric``, the costs known after evaluation and ``arch_id``.
         """
 
+    def check_resources(self, resources: Mapping[str, float]) -> None:
+        """A ``UserError`` when one trial's ``resources`` (``sweep.trial_resources``, ``CPU``/``GPU`` keys) cannot
+        run this objective as its settings ask (none by default)."""
+
     def constraint(self, max_flops: float | None, max_latency: float | None) -> Constraint | None:
         """The sweep's one constraint on this objective's costs (None: unconstrained).
 

@@ -93,7 +93,8 @@ class ClassificationTask(SandwichTask):
 
     def score(self, net, arch, calibration, val, device) -> float:
         # one label per image: the confusion matrix's pixel accuracy is the top-1 accuracy
-        metric, _, _ = evaluate_arch(net, arch, calibration, val, self.train_set.num_classes, -1, device)
+        metric, _, _ = evaluate_arch(net, arch, calibration, val, self.train_set.num_classes, -1, device,
+                                     self.cfg.evaluation.precision)
         metric.all_reduce()
         return metric.compute()["pixel_accuracy"]
 

@@ -5,7 +5,8 @@ trained; before scoring one, its statistics are re-estimated on a few
 training images spread over the split (the core paper §4.2 uses 32;
 ``spread``): reset the running statistics, then take their plain average
 (``momentum=None``) over forward passes in train mode without gradients, and
-put the supernet's own statistics back afterwards.
+put the supernet's own statistics back afterwards. Forward passes run at the
+``evaluation.precision`` (``raynas.devices``: bf16 autocast on a GPU by default).
 """
 
 from __future__ import annotations
@@ -16,6 +17,8 @@ from typing import Any, Iterable, Mapping
 
 import torch
 from torch import nn
+
+from raynas.devices import autocast, to_device
 
 _BN_TYPES = (nn.modules.batchnorm._BatchNorm,)
 
@@ -41,7 +44,8 @@ def preserved_bn_statistics(model: nn.Module):
 
 
 @torch.no_grad()
-def recalibrate_bn(model: nn.Module, batches: Iterable, device: torch.device | str = "cpu") -> int:
+def recalibrate_bn(model: nn.Module, batches: Iterable, device: torch.device | str = "cpu",
+                   precision: str = "auto") -> int:
     """Re-estimate BN running statistics as the plain average over ``batches``; returns images used.
 
     Only the BN layers run in train mode (dropout stays off); the model is
@@ -56,7 +60,8 @@ def recalibrate_bn(model: nn.Module, batches: Iterable, device: torch.device | s
         bn.train()
     images = 0
     for image, _ in batches:
-        model(image.to(device))
+        with autocast(device, precision):
+            model(image.to(device, non_blocking=True))
         images += image.shape[0]
     for bn in norms:
         bn.eval()
@@ -105,26 +110,37 @@ def batches_of(dataset, indices, batch_size: int) -> list:
 
 def evaluate_arch(supernet: nn.Module, arch: Mapping[str, Any], calibration_batches: Iterable,
                   val_batches: Iterable, num_classes: int, ignore_index: int,
-                  device: torch.device | str = "cpu"):
+                  device: torch.device | str = "cpu", precision: str = "auto"):
     """``(metric, recalibration_s, inference_s)`` for ``arch`` with inherited weights.
 
     BN statistics are recalibrated on ``calibration_batches`` (none: the
     supernet's running statistics are used as they are) and restored after;
     ``metric`` is a ``SegmentationMetric`` over ``val_batches``.
     """
-    from raynas.data import SegmentationMetric
-
-    metric = SegmentationMetric(num_classes, ignore_index=ignore_index, device=device)
     supernet.set_active(arch)
     with preserved_bn_statistics(supernet):
         started = time.perf_counter()
         calibration_batches = list(calibration_batches)
         if calibration_batches:
-            recalibrate_bn(supernet, calibration_batches, device)
+            recalibrate_bn(supernet, calibration_batches, device, precision)
         recalibration_s = time.perf_counter() - started
-        supernet.eval()
         started = time.perf_counter()
-        for image, label in val_batches:
-            metric.update(supernet(image.to(device)), label.to(device))
+        metric = evaluate_model(supernet, val_batches, num_classes, ignore_index, device, precision)
         inference_s = time.perf_counter() - started
     return metric, recalibration_s, inference_s
+
+
+@torch.no_grad()
+def evaluate_model(model: nn.Module, batches: Iterable, num_classes: int, ignore_index: int,
+                   device: torch.device | str = "cpu", precision: str = "auto"):
+    """A ``SegmentationMetric`` of ``model`` (put in eval mode) over ``batches``, forward passes at ``precision``."""
+    from raynas.data import SegmentationMetric
+
+    metric = SegmentationMetric(num_classes, ignore_index=ignore_index, device=device)
+    model.eval()
+    for image, label in batches:
+        image, label = to_device((image, label), device)
+        with autocast(device, precision):
+            logits = model(image)
+        metric.update(logits, label)
+    return metric

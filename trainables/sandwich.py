@@ -13,9 +13,14 @@ worker picks the same ones without talking. The model is wrapped in DDP
 (``ray.train.torch.prepare_model``, ``find_unused_parameters`` because a
 shallow sub-network leaves whole blocks unused); each backward of the
 sandwich adds its gradients locally (``no_sync``) and the last one
-all-reduces the sum, once per step. With ``training.sync_bn`` BatchNorm
-takes its batch statistics over every worker's images, as TopFormer's SyncBN
-(for a few images per GPU; over gloo on CPUs it costs more than it gives).
+all-reduces the sum, once per step. With ``training.sync_bn`` (by default:
+on GPU workers, more than one) BatchNorm takes its batch statistics over every
+worker's images, as TopFormer's SyncBN, over the active channels of the
+current sub-network only (``ElasticBatchNorm2d``; for a few images per GPU;
+over gloo on CPUs it costs more than it gives). Forward passes run under
+bf16 autocast on GPUs by default (``training.precision``). The model is on
+its device before its optimizer is built and a checkpoint loaded
+(``trainables.training.training_state``).
 The students' losses are averaged by default (``training.student_weight``):
 summed, as BigNAS, they outweigh the max sub-network's, and with the batch
 statistics of 4 images per worker that cost the max sub-network a quarter of
@@ -44,11 +49,12 @@ from typing import Any, Callable
 
 import torch
 
+from raynas.devices import autocast, synchronize, to_device
 from raynas.progress import Progress, ProgressBoard, WorkerProgress, follow, render_training
 from search_spaces.elastic import sync_batch_norms
-from trainables.checkpoints import CHECKPOINT_PREFIX, resume_training, write_checkpoint
+from trainables.checkpoints import CHECKPOINT_PREFIX, resumed_checkpoint, write_checkpoint
 from trainables.initial_weights import apply_init, describe
-from trainables.training import cycle, distillation_loss, optimizer_and_schedule
+from trainables.training import batch_loader, cycle, distillation_loss, training_state
 
 
 def sandwich(space, step: int, seed: int, random_subnets: int) -> list[dict]:
@@ -61,32 +67,43 @@ def sandwich(space, step: int, seed: int, random_subnets: int) -> list[dict]:
 
 
 def sandwich_step(model: torch.nn.Module, net, archs: list[dict], image: torch.Tensor, label: torch.Tensor,
-                  label_loss: Callable, training) -> tuple[float, float]:
+                  label_loss: Callable, training) -> tuple[torch.Tensor, torch.Tensor]:
     """The forward and backward passes of one step (no optimizer step); ``model`` is ``net`` or its DDP wrapper.
 
     ``archs[0]`` learns from the labels; each other one (a student) from ``archs[0]``'s detached
     predictions (``training.distill``; else from the labels) plus ``training.distill_ce_weight`` × the label
     loss, its loss scaled by ``training.student_weight`` (None: 1 / the number of students, their mean).
-    Returns ``(label loss of archs[0], mean student loss)``."""
-    teacher_probs, loss_max, loss_students = None, 0.0, 0.0
+    Forward passes run at ``training.precision`` (``raynas.devices.autocast``), losses in fp32. Returns
+    ``(label loss of archs[0], mean student loss)`` as detached tensors: no host sync within a step."""
+    teacher_probs, loss_max = None, None
+    loss_students = torch.zeros((), device=image.device)
     weight = training.student_weight if training.student_weight is not None else 1 / max(len(archs) - 1, 1)
     for i, arch in enumerate(archs):
         net.set_active(arch)
         # Gradients add up locally; DDP all-reduces them once, at the last backward.
         with model.no_sync() if i < len(archs) - 1 and model is not net else contextlib.nullcontext():
-            logits = model(image)
+            with autocast(image.device, training.precision):
+                logits = model(image)
+            logits = logits.float()
             if i == 0:
                 loss = label_loss(logits, label)
                 teacher_probs = torch.softmax(logits.detach(), dim=1)
-                loss_max = loss.item()
+                loss_max = loss.detach()
             else:
                 loss = distillation_loss(logits, teacher_probs) if training.distill else label_loss(logits, label)
-                loss_students += loss.item() / (len(archs) - 1)
+                loss_students += loss.detach() / (len(archs) - 1)
                 if training.distill_ce_weight:
                     loss = loss + training.distill_ce_weight * label_loss(logits, label)
                 loss = loss * weight
             loss.backward()
     return loss_max, loss_students
+
+
+def uses_sync_bn(training, scaling, world: int) -> bool:
+    """Whether BatchNorm syncs its batch statistics over the workers: ``training.sync_bn``, or (None) when
+    there are several workers on GPUs (a few images each; NCCL makes it cheap, gloo on CPUs does not)."""
+    wanted = scaling.use_gpu if training.sync_bn is None else training.sync_bn
+    return wanted and world > 1
 
 
 class SandwichTask:
@@ -135,7 +152,7 @@ def sandwich_loop(config: dict, task_class: type[SandwichTask]) -> None:
     """Ray Train worker loop; ``config``: the task's ``CONFIG.dump()``, ``resume_from``, ``progress`` (a board)."""
     import ray.train
     import ray.train.torch
-    from torch.utils.data import DataLoader, DistributedSampler
+    from torch.utils.data import DistributedSampler
 
     from raynas.data.transforms import INPUT_MEAN, INPUT_STD
     from raynas.errors import UserError
@@ -153,8 +170,7 @@ def sandwich_loop(config: dict, task_class: type[SandwichTask]) -> None:
     task = task_class(cfg, train_set)
     sampler = DistributedSampler(train_set, num_replicas=world, rank=rank, shuffle=True,
                                  seed=training.seed, drop_last=True)
-    loader = DataLoader(train_set, batch_size=training.batch_size, sampler=sampler, drop_last=True,
-                        num_workers=cfg.data.loader_workers, persistent_workers=cfg.data.loader_workers > 0)
+    loader = batch_loader(train_set, training.batch_size, cfg.data.loader_workers, sampler=sampler)
     if len(loader) == 0:
         raise UserError(f"training.batch_size: {training.batch_size} images per worker × {world} workers "
                         f"is more than the {len(train_set)} training images")
@@ -164,16 +180,17 @@ def sandwich_loop(config: dict, task_class: type[SandwichTask]) -> None:
     space = get_space(cfg.space, **cfg.space_options)
     model, supernet = task.build(space)
     init = apply_init(supernet, cfg.init, space)
-    optimizer, scheduler = optimizer_and_schedule(model, training, total_steps)
+    with resumed_checkpoint(config) as checkpoint:
+        optimizer, scheduler, saved_meta = training_state(model, device, training, total_steps, checkpoint,
+                                                          task.STATE_FILE)
     start_epoch, step, history = 0, 0, []
-    saved_meta = resume_training(config, model, optimizer, scheduler, task.STATE_FILE)
     if saved_meta is not None:  # checkpoints older than the init setting started from random weights
         start_epoch, step, history = saved_meta["epoch"], saved_meta["step"], saved_meta["history"]
         init = saved_meta.get("init") or apply_init(supernet, "random", space)
 
     ddp = ray.train.torch.prepare_model(model, parallel_strategy_kwargs={"find_unused_parameters": True})
     net = ddp.module if isinstance(ddp, torch.nn.parallel.DistributedDataParallel) else ddp
-    if training.sync_bn and world > 1:  # a few images per worker make noisy batch statistics
+    if uses_sync_bn(training, cfg.scaling, world):  # a few images per worker make noisy batch statistics
         sync_batch_norms(net)
 
     progress = WorkerProgress(config.get("progress"), rank, training.epochs, steps_per_epoch)
@@ -186,8 +203,7 @@ def sandwich_loop(config: dict, task_class: type[SandwichTask]) -> None:
         batches = cycle(loader, sampler, epoch)
         progress.start_epoch()
         for done in range(1, steps_per_epoch + 1):
-            image, label = next(batches)
-            image, label = image.to(device), label.to(device)
+            image, label = to_device(next(batches), device)
             optimizer.zero_grad(set_to_none=True)
             archs = sandwich(space, step, training.seed, training.random_subnets)
             loss_max, loss_distill = sandwich_step(ddp, net, archs, image, label, task.label_loss, training)
@@ -199,6 +215,7 @@ def sandwich_loop(config: dict, task_class: type[SandwichTask]) -> None:
             step += 1
             images += image.shape[0] * world
             progress.step(epoch + 1, done, image.shape[0] * world)
+        synchronize(device)
         train_seconds = time.perf_counter() - started
         sums[2] = time.process_time() - cpu_started
         if world > 1:
@@ -261,18 +278,18 @@ class SandwichRun:
         """Train, with the data and init lines first, a line per epoch and a live bar within it; the
         ``ray.train.Result``."""
         import ray.train
-        from ray.train.torch import TorchConfig, TorchTrainer
+        from ray.train.torch import TorchTrainer
 
         for line in self.lines:
             progress.line(line)
         board = ProgressBoard.start()
-        scaling, run = self.cfg.scaling, self.cfg.run
+        run = self.cfg.run
+        torch_config, scaling_config = self.cfg.scaling.trainer_configs()
         trainer = TorchTrainer(
             self.train_loop,
             train_loop_config=self.loop_config | {"progress": board},
-            torch_config=TorchConfig(backend="nccl" if scaling.use_gpu else "gloo"),
-            scaling_config=ray.train.ScalingConfig(num_workers=scaling.num_workers, use_gpu=scaling.use_gpu,
-                                                   resources_per_worker=scaling.resources_per_worker),
+            torch_config=torch_config,
+            scaling_config=scaling_config,
             run_config=ray.train.RunConfig(storage_path=run.storage_path, name=run.name),
         )
         with follow(board, progress, render_training):

@@ -37,6 +37,7 @@ from typing import Any, ClassVar, Mapping
 
 import torch
 
+from raynas.devices import torch_device
 from search_spaces.base import SearchSpace
 from trainables.objective import Objective
 
@@ -116,7 +117,7 @@ class SearchThatTrains(Objective):
 
     def evaluate(self, config: Mapping[str, Any]) -> dict[str, Any]:
         """A whole run in one call (no reports in between): what ``run_training_trial`` does, condensed."""
-        run = self.start(config, "cpu")
+        run = self.start(config, torch_device())
         metrics: dict[str, Any] = {}
         while not self.done(run):
             metrics = self.epoch(run)
@@ -136,7 +137,7 @@ def run_training_trial(config: dict, objective: SearchThatTrains) -> None:
 
     from trainables.checkpoints import write_checkpoint
 
-    device = "cuda" if torch.cuda.is_available() and _gpus() else "cpu"
+    device = torch_device()  # the GPU the trial asked for, else the CPU
     checkpoint = tune.get_checkpoint()
     if checkpoint is not None:
         with checkpoint.as_directory() as directory:
@@ -160,9 +161,3 @@ def forever(loader):
     """Batches of ``loader``, pass after pass."""
     while True:
         yield from loader
-
-
-def _gpus() -> list:
-    import ray
-
-    return ray.get_gpu_ids() if ray.is_initialized() else []

@@ -42,6 +42,7 @@ import torch
 import torch.nn.functional as F
 from pydantic import Field
 
+from raynas.devices import to_device
 from raynas.settings import Choice, NonNegative, Positive, Section, Whole
 from raynas.training_config import DataSection, EvaluationSection
 from search_spaces.base import Block, Dimension, SearchSpace
@@ -137,10 +138,10 @@ class ShrinkingObjective(SearchThatTrains):
         """``(training loader, calibration batches, validation batches, classes, ignore index)``."""
         if self._data is None:
             from trainables.recalibration import evaluation_batches
+            from trainables.training import batch_loader
 
             train, calibration, val = self.settings.data.build()
-            loader = torch.utils.data.DataLoader(train, batch_size=self.settings.batch_size, shuffle=True,
-                                                 drop_last=True)
+            loader = batch_loader(train, self.settings.batch_size, self.settings.data.loader_workers, shuffle=True)
             self._data = (loader, *evaluation_batches(calibration, val, self.settings.evaluation),
                           train.num_classes, train.ignore_index)
         return self._data
@@ -187,8 +188,7 @@ class ShrinkingObjective(SearchThatTrains):
         units = list(self.importances(run))  # Δ per kind is fixed between removals
         task = 0.0
         for _ in range(settings.steps_per_epoch):
-            image, label = next(batches)
-            image, label = image.to(run.device), label.to(run.device)
+            image, label = to_device(next(batches), run.device)
             run.optimizer.zero_grad(set_to_none=True)
             loss = F.cross_entropy(net(image), label, ignore_index=ignore)
             loss.backward()
@@ -249,7 +249,8 @@ class ShrinkingObjective(SearchThatTrains):
         from trainables.recalibration import evaluate_arch
 
         _, calibration, val, classes, ignore = self.datasets()
-        metric, _, _ = evaluate_arch(run.net, arch, calibration, val, classes, ignore, run.device)
+        metric, _, _ = evaluate_arch(run.net, arch, calibration, val, classes, ignore, run.device,
+                                     self.settings.evaluation.precision)
         run.net.set_active(run.arch)
         return {"miou": metric.compute()["miou"],
                 **self._arch_space.cost(arch, tuple(self.settings.resolution), classes)}

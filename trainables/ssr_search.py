@@ -47,6 +47,7 @@ import torch
 import torch.nn.functional as F
 from pydantic import Field, StrictBool
 
+from raynas.devices import to_device
 from raynas.settings import Positive, Section, Whole
 from raynas.training_config import DataSection, EvaluationSection
 from search_spaces.base import Block, Dimension, SearchSpace
@@ -134,15 +135,17 @@ class SSRObjective(SearchThatTrains):
         """``(weights loader, architecture loader, calibration batches, validation batches, classes, ignore)``."""
         if self._data is None:
             from trainables.recalibration import evaluation_batches
+            from trainables.training import batch_loader
 
             settings = self.settings
             train, calibration, val = settings.data.build()
             indices = list(range(len(train)))
             random.Random(settings.seed).shuffle(indices)
             half = len(indices) // 2
-            loader = lambda part: torch.utils.data.DataLoader(  # noqa: E731
-                torch.utils.data.Subset(train, part), batch_size=settings.batch_size, shuffle=True, drop_last=True)
-            self._data = (loader(indices[:half]), loader(indices[half:]),
+            weights, archs = (batch_loader(torch.utils.data.Subset(train, part), settings.batch_size,
+                                           settings.data.loader_workers, shuffle=True)
+                              for part in (indices[:half], indices[half:]))
+            self._data = (weights, archs,
                           *evaluation_batches(calibration, val, settings.evaluation), train.num_classes,
                           train.ignore_index)
         return self._data
@@ -202,8 +205,7 @@ class SSRObjective(SearchThatTrains):
         searching = run.epoch >= settings.warmup_epochs
         for _ in range(settings.steps_per_epoch):
             if searching:
-                image, label = next(arch_batches)
-                image, label = image.to(run.device), label.to(run.device)
+                image, label = to_device(next(arch_batches), run.device)
                 run.arch_optimizer.zero_grad(set_to_none=True)
                 task = F.cross_entropy(net(image), label, ignore_index=ignore)
                 reg = self.regularizer(run)
@@ -215,8 +217,7 @@ class SSRObjective(SearchThatTrains):
                 run.arch_optimizer.step()
                 sums["arch_loss"] += float(task.detach())
                 sums["regularizer"] += float(reg.detach()) if torch.is_tensor(reg) else float(reg)
-            image, label = next(weight_batches)
-            image, label = image.to(run.device), label.to(run.device)
+            image, label = to_device(next(weight_batches), run.device)
             run.weight_optimizer.zero_grad(set_to_none=True)
             loss = F.cross_entropy(net(image), label, ignore_index=ignore)
             loss.backward()
@@ -237,11 +238,12 @@ class SSRObjective(SearchThatTrains):
         return metrics
 
     def _relaxed_miou(self, run: SSRRun) -> float:
-        from trainables.finetune import evaluate_model
+        from trainables.recalibration import evaluate_model
 
         *_, val, classes, ignore = self.datasets()
         run.net.set_active(None)
-        return evaluate_model(run.net, val, classes, ignore, run.device).compute()["miou"]
+        return evaluate_model(run.net, val, classes, ignore, run.device,
+                              self.settings.evaluation.precision).compute()["miou"]
 
     def done(self, run: SSRRun) -> bool:
         return run.epoch >= self.settings.epochs or bool(run.history and run.history[-1]["discrete"])
@@ -254,7 +256,8 @@ class SSRObjective(SearchThatTrains):
         from trainables.recalibration import evaluate_arch
 
         _, _, calibration, val, classes, ignore = self.datasets()
-        metric, _, _ = evaluate_arch(run.net, arch, calibration, val, classes, ignore, run.device)
+        metric, _, _ = evaluate_arch(run.net, arch, calibration, val, classes, ignore, run.device,
+                                     self.settings.evaluation.precision)
         run.net.set_active(None)
         miou = metric.compute()["miou"]
         cost = self._arch_space.cost(arch, tuple(self.settings.resolution), classes)

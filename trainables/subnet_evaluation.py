@@ -26,14 +26,14 @@ import time
 from pathlib import Path
 from typing import Any, ClassVar, Mapping
 
-import torch
 from pydantic import Field
 from torch import nn
 
 from raynas.constraints import Constraint, CostFn
+from raynas.devices import Device, torch_device
 from raynas.errors import UserError
 from raynas.latency.onnx_timing import LatencySettings
-from raynas.settings import Choice, Section, Whole
+from raynas.settings import Section, Whole
 from raynas.training_config import DataSection, EvaluationSection
 from trainables.checkpoints import checkpoint_dir, load_supernet, read_meta
 from trainables.objective import Objective
@@ -55,7 +55,7 @@ class SubnetEvaluation(EvaluationSection):
     dataset: str | None = None
     data_root: str | None = None
     eval_size: Any = None
-    device: Choice("auto", "cpu", "cuda") = "auto"
+    device: Device = "auto"
 
     def data(self, meta: Mapping[str, Any]) -> DataSection:
         """The data section: the supernet's (from its checkpoint) with this section's overrides."""
@@ -64,16 +64,9 @@ class SubnetEvaluation(EvaluationSection):
                                                                 "evaluation")
 
     def torch_device(self) -> str:
-        """``cuda`` when asked for, or (``auto``) when this process was given a GPU; else ``cpu``."""
-        if self.device == "auto":
-            return "cuda" if torch.cuda.is_available() and _ray_gpus() else "cpu"
-        return self.device
-
-
-def _ray_gpus() -> list:
-    import ray
-
-    return ray.get_gpu_ids() if ray.is_initialized() else []
+        """``cuda`` when asked for (a clear error where this process sees none), or (``auto``) when this
+        process was given a GPU; else ``cpu`` (``raynas.devices.torch_device``)."""
+        return torch_device(self.device, "evaluation.device")
 
 
 class SupernetSettings(Section):
@@ -159,7 +152,7 @@ def score_subnet(config: Mapping[str, Any], checkpoint: str, evaluation: SubnetE
     calibration = cached_batches(evaluation, meta, "train") if evaluation.calibration_images else []
     val = cached_batches(evaluation, meta, "val")
     metric, recalibration_s, inference_s = evaluate_arch(
-        supernet, arch, calibration, val, meta["num_classes"], meta["ignore_index"], device)
+        supernet, arch, calibration, val, meta["num_classes"], meta["ignore_index"], device, evaluation.precision)
     cost = space.cost(arch, resolution=evaluation.resolution, num_classes=meta["num_classes"])
     evaluated_s = time.perf_counter() - started
     measured, latency_s = {}, 0.0
@@ -212,7 +205,7 @@ def score_noise(checkpoint: str, arch: Mapping[str, Any], evaluation: SubnetEval
     for _ in range(draws):
         metric, _, _ = evaluate_arch(supernet, arch, batches(train, evaluation.calibration_images),
                                      batches(val, evaluation.val_images), meta["num_classes"], meta["ignore_index"],
-                                     device)
+                                     device, evaluation.precision)
         scores.append(metric.compute()["miou"])
     mean = sum(scores) / len(scores)
     std = (sum((x - mean) ** 2 for x in scores) / max(len(scores) - 1, 1)) ** 0.5
@@ -250,6 +243,12 @@ class SupernetObjective(Objective):
     @property
     def space(self):
         return self._space
+
+    def check_resources(self, resources: Mapping[str, float]) -> None:
+        if self.settings.evaluation.device == "cuda" and not resources.get("GPU"):
+            raise UserError(f"sweep.evaluation.device: 'cuda' but a trial asks for {dict(resources)}, no GPU "
+                            f"(Ray shows a trial only the GPUs it asks for); set sweep.trial_resources, e.g. "
+                            f"{{\"CPU\": 1, \"GPU\": 0.5}}, or evaluation.device: auto")
 
     def cost(self, arch: Mapping[str, Any]) -> dict[str, float]:
         costs = self._space.cost(arch, resolution=self.settings.evaluation.resolution,

@@ -52,7 +52,7 @@ class SegmentationTask(SandwichTask):
 
     def score(self, net, arch, calibration, val, device) -> float:
         metric, _, _ = evaluate_arch(net, arch, calibration, val, self.train_set.num_classes,
-                                     self.train_set.ignore_index, device)
+                                     self.train_set.ignore_index, device, self.cfg.evaluation.precision)
         metric.all_reduce()
         return metric.compute()["miou"]
 

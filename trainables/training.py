@@ -1,7 +1,9 @@
-"""Pieces every training loop here shares: AdamW with its parameter groups, the warm-up + poly schedule,
-distillation, and batches without end."""
+"""Pieces every training loop here shares: AdamW with its parameter groups, the warm-up + poly schedule, the
+order in which a worker places, builds and resumes them, distillation, loaders and batches without end."""
 
 from __future__ import annotations
+
+from pathlib import Path
 
 import torch
 import torch.nn.functional as F
@@ -35,6 +37,22 @@ def optimizer_and_schedule(model: torch.nn.Module, training, total_steps: int):
     return optimizer, scheduler
 
 
+def training_state(model: torch.nn.Module, place, training, total_steps: int, checkpoint: Path | None,
+                   state_file: str):
+    """``(optimizer, scheduler, the checkpoint's meta or None)``, in the one order that resumes on a GPU.
+
+    ``model`` is moved to ``place`` (a device; a dtype in tests) first, then AdamW and its schedule are
+    built over its parameters, then ``checkpoint`` (a folder holding ``state_file``, or None to start fresh)
+    is loaded into all three: the optimizer's saved moments land where the parameters are. (Built or
+    loaded before the move, they would stay on the CPU and the first step on the GPU would fail.)"""
+    from trainables.checkpoints import load_training_state
+
+    model.to(place)
+    optimizer, scheduler = optimizer_and_schedule(model, training, total_steps)
+    meta = None if checkpoint is None else load_training_state(checkpoint, model, optimizer, scheduler, state_file)
+    return optimizer, scheduler, meta
+
+
 def make_optimizer(model: torch.nn.Module, training) -> torch.optim.AdamW:
     """AdamW; norm weights and biases without weight decay, the head at ``head_lr_mult`` × lr."""
     groups: dict[tuple[bool, bool], list] = {}
@@ -57,3 +75,12 @@ def cycle(loader, sampler, epoch: int):
         sampler.set_epoch(epoch * 1000 + passes)
         yield from loader
         passes += 1
+
+
+def batch_loader(dataset, batch_size: int, workers: int, sampler=None, shuffle: bool = False):
+    """A ``DataLoader`` of whole batches with ``workers`` processes kept from pass to pass; batches in pinned
+    memory where CUDA is used, so their copies to the GPU overlap compute (``raynas.devices.to_device``)."""
+    from torch.utils.data import DataLoader
+
+    return DataLoader(dataset, batch_size=batch_size, sampler=sampler, shuffle=shuffle, drop_last=True,
+                      num_workers=workers, persistent_workers=workers > 0, pin_memory=torch.cuda.is_available())

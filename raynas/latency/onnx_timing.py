@@ -74,12 +74,16 @@ def export_onnx(model, resolution: int | Sequence[int], opset: int = OPSET, dyna
                 metadata: dict[str, str] | None = None) -> bytes:
     """One self-contained ONNX file (weights inside), input ``image`` and output ``logits``, traced at
     ``(1, 3, H, W)``: for that input size only, or with ``dynamic`` for any batch, height and width (the
-    model's shape arithmetic is traced, not frozen); ``metadata``: the file's ``metadata_props``."""
+    model's shape arithmetic is traced, not frozen); ``metadata``: the file's ``metadata_props``.
+
+    What is traced is always an fp32 CPU model (what ONNX Runtime runs on a CPU): a model elsewhere (a
+    sub-network extracted from a supernet on a GPU) is copied there, and left where it was."""
     import onnx
     import torch
 
     height, width = input_size(resolution)
     buffer = io.BytesIO()
+    model = cpu_fp32(model)
     was_training = model.training
     model.eval()
     axes = {0: "batch", 2: "height", 3: "width"}
@@ -107,6 +111,18 @@ def export_onnx(model, resolution: int | Sequence[int], opset: int = OPSET, dyna
     proto = onnx.load_from_string(buffer.getvalue())
     onnx.helper.set_model_props(proto, metadata)
     return proto.SerializeToString()
+
+
+def cpu_fp32(model):
+    """``model`` itself when every parameter and buffer is an fp32 (or integer) CPU tensor, else an fp32 CPU copy."""
+    import copy
+
+    import torch
+
+    tensors = [*model.parameters(), *model.buffers()]
+    if all(t.device.type == "cpu" and (t.dtype == torch.float32 or not t.is_floating_point()) for t in tensors):
+        return model
+    return copy.deepcopy(model).to("cpu", torch.float32)
 
 
 def cpu_model() -> str:
