@@ -290,8 +290,9 @@ def run_sweep(config: SweepConfig, resume: bool = False, address: str | None = N
     resources = plan.trial_resources()
     trainable = tune.with_resources(tune.with_parameters(plan.objective.trial_function(), objective=plan.objective),
                                     resources)
-    if resumed and tune.Tuner.can_restore(str(folder.experiment)):
+    if resumed:
         repair_torn_state(folder.experiment)
+    if resumed and restorable(folder.experiment):
         progress.line(f"continuing {folder.path}")
         # trials that train continue from their checkpoints; one-shot evaluations are proposed again
         tuner = tune.Tuner.restore(str(folder.experiment), trainable=trainable,
@@ -338,6 +339,17 @@ def run_sweep(config: SweepConfig, resume: bool = False, address: str | None = N
 
 
 STATE_FILES = ("experiment_state-{}.json", "search_gen_state-{}.json", "searcher-state-{}.pkl")
+
+
+def restorable(experiment: Path) -> bool:
+    """Whether Tune can continue the experiment: it saved its state and the searcher's at least once. A driver
+    killed before that (or a state lost) leaves only ``tuner.pkl``, from which Tune would restore an
+    experiment that ends at once; the sweep then starts a new one, and the searcher answers what the journal
+    holds from it (``SweepSearcher.recover_from_journal``)."""
+    from ray import tune
+
+    return tune.Tuner.can_restore(str(experiment)) and any(experiment.glob("experiment_state-*.json")) \
+        and any(experiment.glob("searcher-state-*.pkl"))
 
 
 def _readable_json(file: Path) -> bool:

@@ -21,7 +21,10 @@ run's ``max_concurrent`` and the sweep's ``max_concurrent_total``. It writes
 every finished evaluation to the sweep's journal; after a driver was killed,
 Tune restores the searcher's last saved state, the in-flight trials of that
 state are proposed again, and any evaluation the journal already holds is
-answered from it, so no finished architecture is evaluated twice.
+answered from it, so no finished architecture is evaluated twice. The
+journal is read whether or not a state could be restored (a driver killed
+before Tune's first save, a state file that cannot be read): the runs then
+start over, and what the journal holds is answered from it.
 """
 
 from __future__ import annotations
@@ -32,6 +35,7 @@ import os
 import pickle
 import tempfile
 import time
+import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Iterable, Optional
@@ -220,6 +224,7 @@ class SweepSearcher(Searcher):
         self.owner: dict[str, tuple[str, int]] = {}  # Tune trial id -> run key
         self.turn = 0  # rotates ties between equally served runs
         self.started = time.time()
+        self.journal_read = False  # the journal is read before the first proposal (and again after a restore)
 
     @property
     def in_flight(self) -> int:
@@ -229,6 +234,8 @@ class SweepSearcher(Searcher):
         return True  # the runs' spaces define what they propose
 
     def suggest(self, trial_id: str):
+        if not self.journal_read:
+            self.recover_from_journal()
         if self.max_concurrent_total is not None and self.in_flight >= self.max_concurrent_total:
             return None
         runs = list(self.runs.values())
@@ -280,8 +287,14 @@ class SweepSearcher(Searcher):
         """The saved state. Trials in flight then are proposed again (Tune does not resume one-shot
         evaluations) or, for trials that train, continue under their ids (Tune resumes them from their
         checkpoints); evaluations the journal holds beyond the saved state are answered from it."""
-        with open(checkpoint_path, "rb") as f:
-            state = pickle.load(f)
+        try:
+            with open(checkpoint_path, "rb") as f:
+                state = pickle.load(f)
+        except (OSError, EOFError, pickle.UnpicklingError) as unreadable:  # the runs start over; the journal
+            warnings.warn(f"the sweep's saved searcher state {checkpoint_path} cannot be read ({unreadable!r}): "
+                          f"its runs start again, evaluations the journal holds are answered from it")
+            self.recover_from_journal()
+            return
         for key, run_state in state["runs"].items():
             self.runs[key].set_state(run_state)
         self.turn, self.started = state["turn"], state["started"]
@@ -294,11 +307,19 @@ class SweepSearcher(Searcher):
             r.reissue = list(r.outstanding.values()) + r.reissue
             r.issued -= len(r.outstanding)  # counted again when re-issued
             r.outstanding = {}
-        if self.folder is not None:
-            for entry in self.folder.journal():
-                run = self.runs.get((entry["searcher"], entry["seed"]))
-                if run is not None and entry["arch_id"] not in run.record.evaluated:
-                    run.recovered[entry["arch_id"]] = entry["metrics"]
+        self.recover_from_journal()
+
+    def recover_from_journal(self) -> None:
+        """Every finished evaluation the journal holds beyond what the runs' records count, to be answered from
+        it when proposed again: after a restore, and before the first proposal of a sweep that resumed without
+        a searcher state (a driver killed before Tune's first save, or a state that could not be read)."""
+        self.journal_read = True
+        if self.folder is None:
+            return
+        for entry in self.folder.journal():
+            run = self.runs.get((entry["searcher"], entry["seed"]))
+            if run is not None and entry["arch_id"] not in run.record.evaluated:
+                run.recovered[entry["arch_id"]] = entry["metrics"]
 
     @staticmethod
     def saved_state(experiment: str | Path) -> "SweepState":

@@ -149,9 +149,11 @@ def test_a_killed_finetuning_resumes_from_its_checkpoint(supernet_sweep, tmp_pat
 @pytest.mark.slow  # ~2-3 min on 2 cores: four Tune trials, each a Ray Train run
 def test_asha_stops_poor_recipes_early(supernet_sweep, tmp_path):
     settings = FinetuneSettings.load({
-        "recipe": {**TINY, "steps_per_epoch": 4}, "scaling": {"num_workers": 1},
-        "evaluation": {"calibration_images": 4, "val_images": 8}, "out": str(tmp_path / "models"),
-        "search": {"num_samples": 4, "epochs": [4], "lr": [1e-5, 1e-2], "grace_period": 1, "reduction_factor": 2}})
+        "recipe": {**TINY, "steps_per_epoch": 10, "batch_size": 8}, "scaling": {"num_workers": 1},
+        "evaluation": {"calibration_images": 8, "val_images": 16}, "out": str(tmp_path / "models"),
+        # learning rates far apart, so that the recipes' scores differ after an epoch (ASHA continues ties)
+        "search": {"num_samples": 4, "epochs": [4], "lr": [1e-6, 3e-2], "distill": [False], "grace_period": 1,
+                   "reduction_factor": 2}})
     (metrics,) = FinetunePlan(supernet_sweep, settings).run(quiet())
     searched = metrics["searched_recipe"]
     assert set(searched) == {"lr", "weight_decay", "epochs", "distill"}

@@ -74,7 +74,7 @@ def test_a_lost_node_is_survived_and_queued_trials_are_demand(cluster, nb201_tab
     stop = threading.Event()
 
     def watch():
-        while not stop.wait(0.3):
+        while not stop.wait(0.05):
             status = get_cluster_status(simulated.address)
             pending = sum(b.count for d in status.resource_demands.placement_group_demand for b in d.bundles_by_count)
             seen["demand"] = max(seen["demand"], pending)
@@ -176,14 +176,81 @@ def test_killed_driver_resumes_every_run_without_re_evaluating(ray_local, nb201_
         assert order(trials) == order(uninterrupted)
 
 
-def test_a_dead_address_is_one_clear_error_within_seconds(nb201_table, tmp_path, capsys):
+def _kill_mid_sweep(tmp_path: Path, argv: list[str], out: Path, finished: int) -> None:
+    """Start ``raynas sweep`` (the counting objective) in a process of its own and SIGKILL it, with the Ray it
+    started, once the journal holds ``finished`` evaluations and Tune has saved a searcher state."""
+    proc = subprocess.Popen([sys.executable, "-c", REGISTER_COUNTING, "sweep", *argv, "--out", str(out)],
+                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True, start_new_session=True)
+    try:
+        deadline = time.time() + 300
+        while len(_journal(out)) < finished or not list(SweepFolder(out).experiment.glob("searcher-state-*.pkl")):
+            assert proc.poll() is None, proc.stderr.read()
+            assert time.time() < deadline, "the sweep did not get going"
+            time.sleep(0.05)
+    finally:
+        os.killpg(proc.pid, signal.SIGKILL)  # no chance to save anything
+        proc.wait()
+
+
+def _lose_searcher_states(experiment: Path, how: str) -> int:
+    """Make a killed sweep's folder what a driver killed before Tune's first save leaves (``how="never saved"``:
+    no experiment, searcher or search-generator state, in the experiment folder or the driver's staging copy),
+    or one whose searcher state cannot be read (``"unreadable"``: cut off)."""
+    import glob
+    import tempfile
+
+    staged = glob.glob(os.path.join(tempfile.gettempdir(), "ray", "session_*", "artifacts", "*", experiment.name,
+                                    "driver_artifacts"))  # session_latest links to one of them: files resolved
+    marks = (str(experiment.parent), str(experiment.parent).encode().hex())  # as raynas.sweep.repair_torn_state
+    ours = [Path(d) for d in staged if any(mark in p.read_text() for p in Path(d).glob("experiment_state-*.json")
+                                           for mark in marks)]
+    patterns = ("experiment_state-*.json", "searcher-state-*.pkl", "search_gen_state-*.json") \
+        if how == "never saved" else ("searcher-state-*.pkl",)
+    files = {f.resolve() for directory in (experiment, *ours) for pattern in patterns for f in directory.glob(pattern)}
+    for file in files:
+        if how == "never saved":
+            file.unlink()
+        else:
+            file.write_bytes(file.read_bytes()[:40])
+    return len(files)
+
+
+@pytest.mark.parametrize("how", ["never saved", "unreadable"])
+def test_a_resume_without_a_searcher_state_evaluates_nothing_twice(how, nb201_table, tmp_path, monkeypatch):
+    import ray
+
+    import trainables
+
+    ray.shutdown()
+    monkeypatch.setitem(trainables.OBJECTIVES, "counting", "tests.test_reliability:CountingObjective")
+    budget, log, out = 12, tmp_path / "evaluations.txt", tmp_path / "killed"
+    argv = ["--benchmark", "counting", "--table", str(nb201_table), *NB201, "--searchers", "cds,random",
+            "--budget", str(budget), "--max-concurrent-trials", "1", "--eval-seconds", "0.2",
+            "--searcher-options", json.dumps({"cds": {"start_samples": 3}}),
+            "--config", _yaml(tmp_path, {"log_file": str(log)})]
+    _kill_mid_sweep(tmp_path, argv, out, finished=6)
+    finished = {(e["searcher"], e["seed"], e["arch_id"]) for e in _journal(out)}
+    assert len(finished) < 2 * budget
+    assert _lose_searcher_states(SweepFolder(out).experiment, how) >= 1
+
+    assert main(["sweep", "--out", str(out), "--resume"]) == 0
+
+    trials, _ = load_results(out)
+    for _, run in trials.groupby(["searcher", "seed"]):
+        assert len(run) == budget and run["feasible"].all() and run["arch_id"].is_unique  # exactly its budget
+    evaluations = _evaluations(log)
+    assert all(evaluations[key] == 1 for key in finished)  # what the journal held was answered from it
+    assert sum(evaluations.values()) <= len(trials) + 2  # again: at most the 2 trials in flight at the kill
+
+
+def test_a_dead_address_is_one_clear_error_before_ray_is_asked(nb201_table, tmp_path, capsys, monkeypatch):
     import ray
 
     ray.shutdown()
-    started = time.time()
+    monkeypatch.setattr(ray, "init", lambda *a, **k: pytest.fail("Ray was asked to join a dead address"))
     code = main(["sweep", "--table", str(nb201_table), *NB201, "--out", str(tmp_path / "o"),
-                 "--address", "127.0.0.1:1"])
-    assert code == 2 and time.time() - started < 15
+                 "--address", "127.0.0.1:1"])  # a closed port: refused at once (raynas.cluster.REACH_TIMEOUT_S)
+    assert code == 2
     assert "--address: no Ray cluster answers at '127.0.0.1:1'" in capsys.readouterr().err
     assert not (tmp_path / "o").exists()
 

@@ -95,6 +95,7 @@ class RecipeSearch(Section):
     distill: list[StrictBool] = Field(default_factory=lambda: [True, False])
     grace_period: Whole(1) = 1  # epochs every trial gets
     reduction_factor: Whole(2) = 3
+    seed: Whole(0) = 0  # of the recipes drawn: the same search again draws the same recipes
 
 
 class FinetuneSettings(Section):
@@ -301,7 +302,9 @@ def train_one(job: dict, settings: FinetuneSettings, folder: Path, progress: Pro
 def search_recipe(job: dict, settings: FinetuneSettings, folder: Path, progress: Progress) -> tuple[str, dict]:
     """Ray Tune over the recipe with ASHA; the best trial's last checkpoint and its recipe values."""
     from ray import tune
+    from ray.tune.logger import JsonLoggerCallback
     from ray.tune.schedulers import ASHAScheduler
+    from ray.tune.search.basic_variant import BasicVariantGenerator
 
     search = settings.search
     space = {"lr": tune.loguniform(*search.lr), "weight_decay": tune.loguniform(*search.weight_decay),
@@ -315,9 +318,12 @@ def search_recipe(job: dict, settings: FinetuneSettings, folder: Path, progress:
     else:
         tuner = tune.Tuner(trainable, param_space=space, tune_config=tune.TuneConfig(
             metric="val_miou", mode="max", num_samples=search.num_samples,
+            search_alg=BasicVariantGenerator(random_state=search.seed),
             scheduler=ASHAScheduler(max_t=max(search.epochs), grace_period=search.grace_period,
                                     reduction_factor=search.reduction_factor)),
-            run_config=tune.RunConfig(storage_path=str(folder), name="search", verbose=0))
+            # QUIET_TUNE turns Tune's automatic loggers off; the JSON one is what get_dataframe() reads
+            run_config=tune.RunConfig(storage_path=str(folder), name="search", verbose=0,
+                                      callbacks=[JsonLoggerCallback()]))
     progress.line(f"searching the recipe: {search.num_samples} Tune trials with ASHA, each a Ray Train run")
     with tune_environment(**QUIET_TUNE):
         grid = tuner.fit()

@@ -15,9 +15,12 @@ Trials run on reused Tune actors: an actor loads each checkpoint once and
 keeps its calibration and validation batches in memory (caches keyed by path
 and data settings), so a trial pays only for recalibration and inference.
 
->>> settings = SupernetSettings.load({"supernet": "~/raynas_results/quickstart_supernet",
-...                                   "evaluation": {"val_images": 32}})  # doctest: +SKIP
->>> SupernetObjective(settings).evaluate(settings_space.max_arch())  # doctest: +SKIP
+For example (after ``raynas train-supernet --config configs/quickstart_cpu.yaml``)::
+
+    settings = SupernetSettings.load({"supernet": "~/raynas_results/quickstart_supernet",
+                                      "evaluation": {"val_images": 32}})
+    objective = SupernetObjective(settings)
+    objective.evaluate(objective.space.max_arch())
 """
 
 from __future__ import annotations
