@@ -34,8 +34,11 @@ def main() -> None:
 
     torch.set_num_threads(1)
     columns = [f"{arch}, {how}" for arch in ("min", "max") for how in ("spread", "front", "no recal")]
+    checkpoints = sorted(Path(args.run_dir).expanduser().glob(f"{CHECKPOINT_PREFIX}*"))
+    if not checkpoints:
+        raise SystemExit(f"run_dir: {args.run_dir} holds no {CHECKPOINT_PREFIX}NNNN/ checkpoints (a train-supernet run)")
     print(f"{'checkpoint':>22} {'step':>5} {'loss_max':>8} " + " ".join(f"{c:>14}" for c in columns))
-    for checkpoint in sorted(Path(args.run_dir).expanduser().glob(f"{CHECKPOINT_PREFIX}*")):
+    for checkpoint in checkpoints:
         supernet, meta = load_supernet(checkpoint)
         space = get_space(meta["space"], **meta["space_options"])
         settings = SubnetEvaluation(val_images=args.val, calibration_images=args.calibration)

@@ -1,7 +1,9 @@
-"""Every script under benchmarks/ runs (tiny arguments): what BENCHMARKS.md quotes cannot rot unnoticed."""
+"""Every script under benchmarks/ runs (tiny arguments) and prints the figures it exists for, each a number
+where BENCHMARKS.md quotes one: what BENCHMARKS.md quotes cannot rot unnoticed."""
 
 from __future__ import annotations
 
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -40,7 +42,33 @@ def tiny_arguments(script: str, supernet_run: str, tmp: Path) -> list[str]:
     }[script]
 
 
+NUMBER = r"[-+]?\d[\d,]*\.?\d*"
+# what each script must print: its table's rows or its summary line, with numbers in them
+EXPECTED = {
+    "bench_data_loading.py": [rf"resize on load, cached \(2nd epoch on\)\s+{NUMBER} /s\s+×\s+{NUMBER}"],
+    "bn_recalibration.py": [rf"checkpoint_epoch_0002\s+16\s+{NUMBER}(\s+{NUMBER}){{6}}$"],
+    "cost_model_speed.py": [rf"^space\.cost\s+{NUMBER} archs/s", rf"analytic / counted\s+{NUMBER}x faster"],
+    "elastic_overhead.py": [rf"^\| min \| {NUMBER} \|", rf"^\| max \| {NUMBER} \|", rf"worst training ratio {NUMBER}"],
+    "gpu_check.py": [r"^gpu-check: no GPU: skipped"],
+    "hr_nas_shrinking.py": [rf"^\s+5\.000\s+0\s+{NUMBER}\s+{NUMBER}", rf"shrinking {NUMBER} \+- nan vs random at equal FLOPs",
+                            rf"^\s*\+Transformer\s+{NUMBER}\s+{NUMBER}\s+{NUMBER}"],
+    "latency.py": [rf"^\| topformer-{size} \| {NUMBER} \|" for size in "tsb"],
+    "paper_claim.py": [rf"paired difference \(cds - \S+\): {NUMBER} \+- "],
+    "sandwich_recipe.py": [rf"imagenet\s+none\s+{variant}\s+0\s+{NUMBER}\s+{NUMBER}\s+{NUMBER}\s+{NUMBER}\s+{NUMBER}"
+                           for variant in ("alone", "sandwich")],
+    # the table's optimum: NAS-Bench-201's best CIFAR-10 test accuracy, 94.37 (Dong & Yang 2020, Table 5)
+    "searchers_nb201.py": [r"optimum accuracy = 94\.37\d \(objective, unconstrained\)",
+                           rf"^cds\s+1\s+{NUMBER} \[1 seed\]", rf"^random\s+1\s+{NUMBER} \[1 seed\]"],
+    "ssr_regularizers.py": [rf"^\| {name} \| .* \| {NUMBER} ± {NUMBER} \|" for name in ("ssr", "none")],
+    "subnet_eval_time.py": [rf"mean \w+: {NUMBER} s"],
+    "sweep_scaling.py": [rf"^\| all runs at once, 2 slots \| 2 \| 10 \| {NUMBER} \|"],
+    "training_throughput.py": [rf"^1 worker\(s\): {NUMBER} images/s"],
+    "tune_overhead.py": [rf"^ratio Tune / plain loop: {NUMBER}x"],
+}
+
+
 def test_every_script_is_covered():
+    assert set(EXPECTED) == set(SCRIPTS) - LIBRARY
     assert set(SCRIPTS) - LIBRARY == {
         "bench_data_loading.py", "bn_recalibration.py", "cost_model_speed.py", "elastic_overhead.py", "gpu_check.py",
         "hr_nas_shrinking.py", "latency.py", "paper_claim.py", "sandwich_recipe.py",
@@ -55,4 +83,5 @@ def test_script_runs(script, tiny_supernet, camvid_dir, nb201_table, tmp_path):
     run = subprocess.run([sys.executable, f"benchmarks/{script}", *tiny_arguments(script, run_dir, tmp_path)], cwd=REPO,
                          capture_output=True, text=True, timeout=600)
     assert run.returncode == 0, run.stderr[-3000:]
-    assert run.stdout.strip()
+    for pattern in EXPECTED[script]:
+        assert re.search(pattern, run.stdout, re.MULTILINE), f"{pattern!r} not in:\n{run.stdout[-3000:]}"
