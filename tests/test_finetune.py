@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import math
 import os
 import signal
 import subprocess
@@ -12,6 +13,7 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
+import scipy.stats
 import pytest
 import torch
 
@@ -200,12 +202,15 @@ def test_rank_check_fine_tunes_two_sets_and_says_how_far_the_ranking_holds(super
     assert set(printed) == {"spread", "top_k"}
     for name in ("spread", "top_k"):
         assert set(printed[name]) == {"n", "kendall_tau", "ci_low", "ci_high", "spearman"} and printed[name]["n"] == 3
-        scores = [[check["models"][i][key] for i in check[name]["arch_ids"]] for key in ("inherited", "finetuned")]
-        if all(len(set(s)) > 1 for s in scores):
-            assert -1 <= printed[name]["kendall_tau"] <= 1 and -1 <= printed[name]["spearman"] <= 1
-            assert printed[name]["ci_low"] <= printed[name]["kendall_tau"] <= printed[name]["ci_high"]
-        else:  # a tiny supernet's fine-tuned models may all predict one class: nothing to rank, null in JSON
+        inherited, finetuned = ([check["models"][i][key] for i in check[name]["arch_ids"]]
+                                for key in ("inherited", "finetuned"))
+        # scipy's tau-b and rho of the same scores (a tiny supernet's models may tie: nothing to rank, null)
+        tau, rho = scipy.stats.kendalltau(inherited, finetuned)[0], scipy.stats.spearmanr(inherited, finetuned)[0]
+        if math.isnan(tau):
             assert printed[name]["kendall_tau"] is None and printed[name]["spearman"] is None
+        else:
+            assert printed[name]["kendall_tau"] == pytest.approx(tau) and printed[name]["spearman"] == pytest.approx(rho)
+            assert printed[name]["ci_low"] <= printed[name]["kendall_tau"] <= printed[name]["ci_high"]
     trials, settings = load_results(supernet_sweep)
     evaluated = trials[trials["feasible"] & ~trials["repeat"]].drop_duplicates("arch_id")
     best = evaluated.sort_values("miou", ascending=False)

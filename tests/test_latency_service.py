@@ -135,7 +135,6 @@ def test_bad_service_settings_name_the_field(tmp_path):
         LatencyService(tmp_path, timeout_s=0)
 
 
-@pytest.mark.slow  # removes and starts a node: 10–52 s on the shared machine
 def test_a_dead_node_is_replaced_by_a_new_one(cluster, tmp_path):
     """The arm node goes away mid-sweep and another comes up (as the autoscaler does): no request is lost.
 

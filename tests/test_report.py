@@ -238,7 +238,6 @@ def test_report_command_reads_trials_parquet(tmp_path, capsys):
     assert "--top-k" in capsys.readouterr().err
 
 
-@pytest.mark.slow
 def test_report_of_an_unfinished_sweep_reads_tune_results(tmp_path, nb201_table, capsys):
     """A sweep whose trials.parquet is not written yet is read from Tune's experiments, to the same report."""
     sweep = tmp_path / "sweep"

@@ -47,7 +47,7 @@ def test_every_regulariser_is_finite_even_when_a_candidate_probability_vanishes(
 
 
 def test_an_epoch_reports_entropy_candidates_and_shrinks_towards_a_discrete_architecture():
-    objective = SSRObjective(SSRSettings.load({**TINY, "epochs": 4, "steps_per_epoch": 6}))  # enough steps to shrink
+    objective = SSRObjective(SSRSettings.load({**TINY, "epochs": 3, "steps_per_epoch": 4}))  # enough steps to shrink
     run = objective.start({**objective.space.paper(), "arch_lr": 0.1, "threshold": 0.3}, "cpu")
     first = objective.epoch(run)
     assert first["epoch"] == 1 and first["entropy"] > 0 and first["shrinking_level"] == "depth"
