@@ -1,4 +1,4 @@
-"""The main job: bad input is one clear line before anything starts; end to end (slow) it writes the report."""
+"""The main job: bad input is one clear line before anything starts; end to end it writes the report."""
 
 from __future__ import annotations
 
@@ -45,7 +45,7 @@ def test_unknown_section_and_missing_config_are_clear(tmp_path, capsys):
     assert "does not exist" in capsys.readouterr().err
 
 
-@pytest.mark.slow  # the whole main job at a tiny size: ~4 min on 2 cores
+# the whole main job at a tiny size, then run again (everything continues, nothing is done twice): ~2 min
 def test_the_main_job_trains_sweeps_five_searchers_finetunes_and_writes_the_report(tmp_path, camvid_dir):
     data = yaml.safe_load((REPO / "configs" / "demo.yaml").read_text())
     data["supernet"]["training"].update(epochs=1, steps_per_epoch=3)
