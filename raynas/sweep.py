@@ -360,6 +360,17 @@ def _readable_json(file: Path) -> bool:
         return False
 
 
+def staged_states(path: Path, name: str = "experiment_state-*.json") -> list[Path]:
+    """This sweep's experiment states called ``name`` (a glob) in the drivers' staging folders under Ray's temp
+    dir, where Tune writes each save before copying it into the experiment folder ``path``: readable ones that
+    name this sweep's folder (its storage path, plain or hex-encoded)."""
+    pattern = os.path.join(tempfile.gettempdir(), "ray", "session_*", "artifacts", "*", path.name,
+                           "driver_artifacts", name)
+    marks = (str(path.parent), str(path.parent).encode().hex())
+    return [staged for staged in map(Path, glob.glob(pattern))
+            if _readable_json(staged) and any(mark in staged.read_text() for mark in marks)]
+
+
 def repair_torn_state(path: Path) -> None:
     """Undo a driver killed while Tune copied its experiment state into ``path``.
 
@@ -375,15 +386,11 @@ def repair_torn_state(path: Path) -> None:
     if not states:
         return
     session = states[-1].name[len("experiment_state-"):-len(".json")]
-    pattern = os.path.join(tempfile.gettempdir(), "ray", "session_*", "artifacts", "*", path.name,
-                           "driver_artifacts", states[-1].name)
-    for staged in map(Path, glob.glob(pattern)):
-        text = staged.read_text() if _readable_json(staged) else ""
-        if str(path.parent) in text or str(path.parent).encode().hex() in text:  # this sweep's (storage path)
-            for template in STATE_FILES:
-                if (staged.parent / template.format(session)).exists():
-                    shutil.copy2(staged.parent / template.format(session), path / template.format(session))
-            return
+    for staged in staged_states(path, states[-1].name)[:1]:
+        for template in STATE_FILES:
+            if (staged.parent / template.format(session)).exists():
+                shutil.copy2(staged.parent / template.format(session), path / template.format(session))
+        return
     if not _readable_json(states[-1]):
         raise UserError(f"--resume: {states[-1]} was cut off when the sweep's driver died and no complete copy "
                         f"is left; remove {path.parent} to run the sweep again")

@@ -99,13 +99,17 @@ def test_ray_train_is_wired_for_nccl_on_gpus_and_gloo_on_cpus():
         SupernetTrainingConfig.load({"scaling": {"resources_per_worker": {"CPU": 2, "GPU": 1}}})
 
 
+def _small_model() -> torch.nn.Module:
+    return torch.nn.Sequential(torch.nn.Conv2d(3, 4, 3), torch.nn.BatchNorm2d(4), torch.nn.Conv2d(4, 2, 1))
+
+
 def _trained_checkpoint(directory):
     """A checkpoint of a small model after two AdamW steps (fp32, CPU), as a training loop writes one."""
     from trainables.checkpoints import write_checkpoint
     from trainables.training import optimizer_and_schedule
 
     torch.manual_seed(0)
-    model = torch.nn.Sequential(torch.nn.Conv2d(3, 4, 3), torch.nn.BatchNorm2d(4), torch.nn.Conv2d(4, 2, 1))
+    model = _small_model()
     optimizer, scheduler = optimizer_and_schedule(model, TrainingSection(), 10)
     for _ in range(2):
         model(torch.randn(2, 3, 8, 8)).square().mean().backward()
@@ -121,7 +125,7 @@ def test_a_resumed_optimizer_lives_where_the_model_was_moved(tmp_path):
     from trainables.training import optimizer_and_schedule, training_state
 
     trained = _trained_checkpoint(tmp_path)
-    model = torch.nn.Sequential(torch.nn.Conv2d(3, 4, 3), torch.nn.BatchNorm2d(4), torch.nn.Conv2d(4, 2, 1))
+    model = _small_model()
     # float64 stands in for the GPU: a move that the optimizer's saved moments must follow
     optimizer, scheduler, meta = training_state(model, torch.float64, TrainingSection(), 10, tmp_path, "state.pt")
     assert meta == {"epoch": 1} and scheduler.last_epoch == 2
@@ -134,7 +138,7 @@ def test_a_resumed_optimizer_lives_where_the_model_was_moved(tmp_path):
     optimizer.step()  # the step after a resume runs
 
     # the order training_state avoids: built and loaded first, moved after; the moments stay behind
-    late = torch.nn.Sequential(torch.nn.Conv2d(3, 4, 3), torch.nn.BatchNorm2d(4), torch.nn.Conv2d(4, 2, 1))
+    late = _small_model()
     optimizer, scheduler = optimizer_and_schedule(late, TrainingSection(), 10)
     load_training_state(tmp_path, late, optimizer, scheduler, "state.pt")
     late.to(torch.float64)

@@ -131,6 +131,22 @@ def _evaluations(log: Path) -> dict[tuple, int]:
     return counts
 
 
+def _kill_mid_sweep(argv: list[str], out: Path, finished: int) -> None:
+    """Start ``raynas sweep`` (the counting objective) in a process of its own and SIGKILL it, with the Ray it
+    started, once the journal holds ``finished`` evaluations and Tune has saved a searcher state."""
+    proc = subprocess.Popen([sys.executable, "-c", REGISTER_COUNTING, "sweep", *argv, "--out", str(out)],
+                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True, start_new_session=True)
+    try:
+        deadline = time.time() + 300
+        while len(_journal(out)) < finished or not list(SweepFolder(out).experiment.glob("searcher-state-*.pkl")):
+            assert proc.poll() is None, proc.stderr.read()
+            assert time.time() < deadline, "the sweep did not get going"
+            time.sleep(0.05)
+    finally:
+        os.killpg(proc.pid, signal.SIGKILL)  # no chance to save anything
+        proc.wait()
+
+
 def test_killed_driver_resumes_every_run_without_re_evaluating(ray_local, nb201_table, tmp_path, monkeypatch):
     import trainables
 
@@ -140,19 +156,7 @@ def test_killed_driver_resumes_every_run_without_re_evaluating(ray_local, nb201_
             "--seeds", "2", "--budget", str(budget), "--max-concurrent-trials", "1", "--eval-seconds", "0.3",
             "--searcher-options", json.dumps(options)]
     out = tmp_path / "killed"
-    config = {"log_file": str(log)}
-    proc = subprocess.Popen([sys.executable, "-c", REGISTER_COUNTING, "sweep", *argv, "--out", str(out),
-                             "--config", _yaml(tmp_path, config)],
-                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True, start_new_session=True)
-    try:
-        deadline = time.time() + 300
-        while len(_journal(out)) < 25 or not list(SweepFolder(out).experiment.glob("searcher-state-*.pkl")):
-            assert proc.poll() is None, proc.stderr.read()
-            assert time.time() < deadline, "the sweep did not get going"
-            time.sleep(0.05)
-    finally:
-        os.killpg(proc.pid, signal.SIGKILL)  # the driver and the Ray it started: no chance to save anything
-        proc.wait()
+    _kill_mid_sweep([*argv, "--config", _yaml(tmp_path, {"log_file": str(log)})], out, finished=25)
     finished_before = {(e["searcher"], e["seed"], e["arch_id"]) for e in _journal(out)}
     assert len(finished_before) < 6 * budget  # killed with runs in flight
 
@@ -176,34 +180,13 @@ def test_killed_driver_resumes_every_run_without_re_evaluating(ray_local, nb201_
         assert order(trials) == order(uninterrupted)
 
 
-def _kill_mid_sweep(tmp_path: Path, argv: list[str], out: Path, finished: int) -> None:
-    """Start ``raynas sweep`` (the counting objective) in a process of its own and SIGKILL it, with the Ray it
-    started, once the journal holds ``finished`` evaluations and Tune has saved a searcher state."""
-    proc = subprocess.Popen([sys.executable, "-c", REGISTER_COUNTING, "sweep", *argv, "--out", str(out)],
-                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True, start_new_session=True)
-    try:
-        deadline = time.time() + 300
-        while len(_journal(out)) < finished or not list(SweepFolder(out).experiment.glob("searcher-state-*.pkl")):
-            assert proc.poll() is None, proc.stderr.read()
-            assert time.time() < deadline, "the sweep did not get going"
-            time.sleep(0.05)
-    finally:
-        os.killpg(proc.pid, signal.SIGKILL)  # no chance to save anything
-        proc.wait()
-
-
 def _lose_searcher_states(experiment: Path, how: str) -> int:
     """Make a killed sweep's folder what a driver killed before Tune's first save leaves (``how="never saved"``:
     no experiment, searcher or search-generator state, in the experiment folder or the driver's staging copy),
     or one whose searcher state cannot be read (``"unreadable"``: cut off)."""
-    import glob
-    import tempfile
+    from raynas.sweep import staged_states
 
-    staged = glob.glob(os.path.join(tempfile.gettempdir(), "ray", "session_*", "artifacts", "*", experiment.name,
-                                    "driver_artifacts"))  # session_latest links to one of them: files resolved
-    marks = (str(experiment.parent), str(experiment.parent).encode().hex())  # as raynas.sweep.repair_torn_state
-    ours = [Path(d) for d in staged if any(mark in p.read_text() for p in Path(d).glob("experiment_state-*.json")
-                                           for mark in marks)]
+    ours = {staged.parent for staged in staged_states(experiment)}  # session_latest links to one: files resolved
     patterns = ("experiment_state-*.json", "searcher-state-*.pkl", "search_gen_state-*.json") \
         if how == "never saved" else ("searcher-state-*.pkl",)
     files = {f.resolve() for directory in (experiment, *ours) for pattern in patterns for f in directory.glob(pattern)}
@@ -228,7 +211,7 @@ def test_a_resume_without_a_searcher_state_evaluates_nothing_twice(how, nb201_ta
             "--budget", str(budget), "--max-concurrent-trials", "1", "--eval-seconds", "0.2",
             "--searcher-options", json.dumps({"cds": {"start_samples": 3}}),
             "--config", _yaml(tmp_path, {"log_file": str(log)})]
-    _kill_mid_sweep(tmp_path, argv, out, finished=6)
+    _kill_mid_sweep(argv, out, finished=6)
     finished = {(e["searcher"], e["seed"], e["arch_id"]) for e in _journal(out)}
     assert len(finished) < 2 * budget
     assert _lose_searcher_states(SweepFolder(out).experiment, how) >= 1
