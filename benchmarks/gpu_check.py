@@ -1,4 +1,4 @@
-"""The GPU path end to end in a few minutes: what a session with a lent GPU runs first (``make gpu-check``).
+"""The GPU path end to end at tiny sizes: what a session with a lent GPU runs first (``make gpu-check``).
 
     python benchmarks/gpu_check.py [--out DIR] [--json PATH]
 
