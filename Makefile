@@ -4,7 +4,7 @@ VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 
-.PHONY: demo test test-slow gpu-check clean
+.PHONY: demo test gpu-check clean
 
 $(STAMP): requirements.txt pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -28,9 +28,6 @@ test: $(STAMP)
 GPU_PY ?= $(PY)
 gpu-check: $(if $(filter $(PY),$(GPU_PY)),$(STAMP))
 	$(GPU_PY) benchmarks/gpu_check.py
-
-test-slow: $(STAMP)
-	$(PY) -m pytest -m slow
 
 clean:
 	rm -rf $(VENV) *.egg-info

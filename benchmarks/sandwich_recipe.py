@@ -11,7 +11,8 @@ the question here, whether the sandwich keeps up, is the same either way);
 then scores the max and min
 sub-networks on every CamVid validation image after BN recalibration on 32
 training images spread over the split, as supernet training does (and the
-max sub-network on CamVid's whole test split).
+max sub-network on CamVid's test split: all of it, or ``--test-images``
+spread over it).
 ``--bn-batch 4`` splits each batch of 8 into halves with their own BatchNorm
 statistics and sums their gradients: what the demo's two Ray Train workers
 of 4 images compute (DDP averages the workers' gradients; AdamW does not see
@@ -57,7 +58,7 @@ VARIANTS = ("alone", "sandwich", "sum", "no_kd", "kd_ce", "lr_x2", "lr_half", "z
 
 
 def train(variant: str, init: str, steps: int, seed: int, sections: dict, bn_batch: int = 8,
-          class_weights: str = "none") -> dict:
+          class_weights: str = "none", test_images: int | None = None) -> dict:
     import torch
     from torch.utils.data import DataLoader
 
@@ -65,7 +66,7 @@ def train(variant: str, init: str, steps: int, seed: int, sections: dict, bn_bat
     from search_spaces import get_space
     from search_spaces.efficient_topformer.imagenet import inherit_lite0
     from trainables.initial_weights import apply_init
-    from trainables.recalibration import batches_of, evaluate_arch, evaluation_batches
+    from trainables.recalibration import batches_of, evaluate_arch, evaluation_batches, spread
     from trainables.sandwich import sandwich, sandwich_step
     from trainables.training import optimizer_and_schedule, warmup_poly
 
@@ -124,7 +125,8 @@ def train(variant: str, init: str, steps: int, seed: int, sections: dict, bn_bat
     train_s = time.perf_counter() - started
     calibration, val = evaluation_batches(calibration_set, val_set, cfg.evaluation)
     test_set = cfg.data.test_set()
-    test = batches_of(test_set, range(len(test_set)), cfg.evaluation.batch_size) if test_set is not None else []
+    test = batches_of(test_set, spread(len(test_set), test_images), cfg.evaluation.batch_size) \
+        if test_set is not None else []
     scores = {}
     for which, arch, batches in (("max", space.max_arch(), val), ("min", space.min_arch(), val),
                                  ("max_test", space.max_arch(), test)):
@@ -152,6 +154,7 @@ def main() -> None:
     parser.add_argument("--class-weights", default="none",
                         help="comma-separated: none, median_frequency (the demo's), of the max's cross-entropy")
     parser.add_argument("--val-images", type=int, default=None, help="validation images scoring (default: all)")
+    parser.add_argument("--test-images", type=int, default=None, help="test images scoring the max (default: all)")
     parser.add_argument("--config", default="configs/demo.yaml")
     parser.add_argument("--data-root", default=None, help="CamVid's folder (default ../shared/data/camvid)")
     parser.add_argument("--out", default=None, help="append each result as a JSON line to this file")
@@ -177,7 +180,7 @@ def main() -> None:
         for weighting in args.class_weights.split(","):
             for seed in range(args.seeds):
                 for variant in variants:
-                    row = train(variant, init, args.steps, seed, sections, args.bn_batch, weighting)
+                    row = train(variant, init, args.steps, seed, sections, args.bn_batch, weighting, args.test_images)
                     print(f"{init:>18} {weighting:>16} {variant:>10} {seed:>4} {row['train_s']:>7} "
                           f"{row['loss_max_last10pct']:8.3f} {row['max_miou']:8.4f} {row['min_miou']:8.4f} "
                           f"{row['max_test_miou']:8.4f}", flush=True)

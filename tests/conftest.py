@@ -16,6 +16,9 @@ from raynas.paths import shared_data_dir
 
 os.environ.setdefault("RAY_ACCEL_ENV_VAR_OVERRIDE_ON_ZERO", "0")
 os.environ.setdefault("RAY_TRAIN_V2_ENABLED", "1")
+# Ray Train's controller polls its workers every 2 s: a run's end is seen up to 2 s late, and a tiny test run is
+# mostly start and end. Polled every 0.2 s here (set before any Ray starts, so its processes inherit it).
+os.environ.setdefault("RAY_TRAIN_HEALTH_CHECK_INTERVAL_S", "0.2")
 
 
 def _require(path):
@@ -34,15 +37,39 @@ def nb201_table():
     return _require(shared_data_dir() / "nb201" / "nb201_cifar10.parquet")
 
 
-@pytest.fixture(scope="module")
-def ray_local():
-    """A local two-CPU Ray for the tests of one module (with its dashboard, as ``raynas.cluster.connect`` starts
-    one: Ray Train frees a stopped run's resources through it); shut down after it."""
+def local_ray_address() -> str:
+    """The address of this test session's local two-CPU Ray, started now unless this process is connected to one
+    (with its dashboard, as ``raynas.cluster.connect`` starts one: Ray Train frees a stopped run's resources
+    through it). One Ray serves the whole session; a test that needs another (a simulated cluster) shuts it down,
+    and the next test that asks starts it again."""
     import ray
 
-    ray.shutdown()
-    ray.init(address="local", num_cpus=2, log_to_driver=False, configure_logging=False)
+    if not ray.is_initialized():
+        ray.init(address="local", num_cpus=2, log_to_driver=False, configure_logging=False)
+    return ray.get_runtime_context().gcs_address
+
+
+def joining_env() -> dict[str, str]:
+    """This process's environment with ``RAY_ADDRESS`` of this session's Ray: a child process joins it (Ray is
+    started before the environment is read: starting it sets ``RAY_AUTH_MODE``, which joining needs)."""
+    address = local_ray_address()
+    return {**os.environ, "RAY_ADDRESS": address}
+
+
+@pytest.fixture
+def ray_local():
+    """This session's local Ray (``local_ray_address``), connected."""
+    import ray
+
+    local_ray_address()
     yield ray
+
+
+@pytest.fixture(scope="session", autouse=True)
+def _shut_ray_down_at_the_end():
+    yield
+    import ray
+
     ray.shutdown()
 
 
@@ -50,15 +77,15 @@ REPO = Path(__file__).resolve().parent.parent
 
 
 def run_raynas(args: list[str], logs: Path, timeout: float = 480) -> subprocess.CompletedProcess:
-    """``python -m raynas ARGS`` in a private local Ray (``RAY_ADDRESS=local``: never a cluster another test
-    started), its output in files under ``logs`` (Ray's daemons cannot hold a pipe open); on a timeout the
+    """``python -m raynas ARGS`` joining this session's local Ray (``local_ray_address``, as a user's command
+    joins a running cluster: no Ray start of its own), its output in files under ``logs``; on a timeout the
     whole process group is killed and the test fails with the tail of what the command printed."""
     logs.mkdir(parents=True, exist_ok=True)
     stdout_path, stderr_path = logs / "stdout.txt", logs / "stderr.txt"
     with open(stdout_path, "w") as stdout, open(stderr_path, "w") as stderr:
         process = subprocess.Popen([sys.executable, "-m", "raynas", *args], stdout=stdout, stderr=stderr,
                                    stdin=subprocess.DEVNULL, cwd=REPO, start_new_session=True,
-                                   env={**os.environ, "RAY_ADDRESS": "local"})
+                                   env=joining_env())
         try:
             returncode = process.wait(timeout=timeout)
         except subprocess.TimeoutExpired:

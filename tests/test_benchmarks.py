@@ -1,19 +1,26 @@
 """Every script under benchmarks/ runs (tiny arguments) and prints the figures it exists for, each a number
-where BENCHMARKS.md quotes one: what BENCHMARKS.md quotes cannot rot unnoticed."""
+where BENCHMARKS.md quotes one: what BENCHMARKS.md quotes cannot rot unnoticed.
+
+The scripts run two at a time (their figures are not checked here, only that they are printed): the ones that
+use Ray through ``raynas.cluster.connect`` one after another in this session's Ray, as on a running cluster; the
+others, which use no Ray or start their own, beside them."""
 
 from __future__ import annotations
 
 import re
 import subprocess
 import sys
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import pytest
 
+from tests.conftest import joining_env
+
 REPO = Path(__file__).resolve().parent.parent
 SCRIPTS = sorted(p.name for p in (REPO / "benchmarks").glob("*.py"))
 LIBRARY = {"plain_loop.py"}  # imported by the scripts, run through them
-SLOW = {"paper_claim.py"}  # four Ray Train runs: in the slow suite
+SESSION_RAY = {"hr_nas_shrinking.py", "paper_claim.py", "ssr_regularizers.py"}  # join RAY_ADDRESS's Ray
 
 
 def tiny_arguments(script: str, supernet_run: str, tmp: Path) -> list[str]:
@@ -25,10 +32,10 @@ def tiny_arguments(script: str, supernet_run: str, tmp: Path) -> list[str]:
         "elastic_overhead.py": ["--batch", "2", "--resolution", "128", "--random", "0", "--repeats", "1"],
         "hr_nas_shrinking.py": ["--data", "synthetic", "--penalties", "5", "--seeds", "1", "--epochs", "1",
                                 "--steps", "1", "--interval", "1", "--out", str(tmp / "hr_nas")],
-        "paper_claim.py": [supernet_run, "--budget", "2", "--seeds", "2", "--epochs", "1", "--steps", "1",
+        "paper_claim.py": [supernet_run, "--budget", "2", "--seeds", "1", "--epochs", "1", "--steps", "1",
                            "--val-images", "4", "--finetune-size", "64", "64", "--out", str(tmp / "claim")],
-        "sandwich_recipe.py": ["--variants", "alone,sandwich", "--init", "imagenet,imagenet-naive", "--steps", "2",
-                               "--threads", "1", "--val-images", "4"],
+        "sandwich_recipe.py": ["--variants", "alone,sandwich", "--init", "imagenet", "--steps", "2", "--threads", "1",
+                               "--val-images", "4", "--test-images", "4"],
         "latency.py": ["--resolution", "64", "--warmup", "0", "--repeats", "2", "--subnets", "5",
                        "--model-resolution", "32", "--model-repeats", "2", "--splits", "1"],
         "searchers_nb201.py": ["--engine", "loop", "--seeds", "1", "--budget", "5", "--searchers", "cds,random",
@@ -76,12 +83,30 @@ def test_every_script_is_covered():
         "training_throughput.py", "tune_overhead.py"}
 
 
-@pytest.mark.parametrize("script", [pytest.param(s, marks=[pytest.mark.slow] if s in SLOW else [])
-                                    for s in sorted(set(SCRIPTS) - LIBRARY)])
-def test_script_runs(script, tiny_supernet, camvid_dir, nb201_table, tmp_path):
-    run_dir = tiny_supernet.run_dir
-    run = subprocess.run([sys.executable, f"benchmarks/{script}", *tiny_arguments(script, run_dir, tmp_path)], cwd=REPO,
-                         capture_output=True, text=True, timeout=600)
+@pytest.fixture(scope="module")
+def script_runs(tiny_supernet, camvid_dir, nb201_table, tmp_path_factory) -> dict:
+    """Every script started on one of two lanes (see the module doc): its ``CompletedProcess`` to come."""
+    env = joining_env()
+    env_alone = {k: v for k, v in env.items() if k != "RAY_ADDRESS"}
+    tmp = tmp_path_factory.mktemp("benchmarks")
+
+    def run(script: str) -> subprocess.CompletedProcess:
+        folder = tmp / script[:-3]
+        folder.mkdir()
+        argv = [sys.executable, f"benchmarks/{script}", *tiny_arguments(script, tiny_supernet.run_dir, folder)]
+        return subprocess.run(argv, cwd=REPO, capture_output=True, text=True, timeout=600,
+                              env=env if script in SESSION_RAY else env_alone)
+
+    lanes = {True: ThreadPoolExecutor(1), False: ThreadPoolExecutor(1)}
+    runs = {script: lanes[script in SESSION_RAY].submit(run, script) for script in sorted(set(SCRIPTS) - LIBRARY)}
+    yield runs
+    for lane in lanes.values():
+        lane.shutdown(cancel_futures=True)
+
+
+@pytest.mark.parametrize("script", sorted(set(SCRIPTS) - LIBRARY))
+def test_script_runs(script, script_runs):
+    run = script_runs[script].result()
     assert run.returncode == 0, run.stderr[-3000:]
     for pattern in EXPECTED[script]:
         assert re.search(pattern, run.stdout, re.MULTILINE), f"{pattern!r} not in:\n{run.stdout[-3000:]}"

@@ -29,6 +29,9 @@ def _config(tmp_path, **sweep) -> Path:
     ({}, ["--address", "127.0.0.1:1"], "--address: no Ray cluster answers at '127.0.0.1:1'"),
 ])
 def test_bad_input_is_one_line_exit_2_and_nothing_written(tmp_path, capsys, sweep, extra, message):
+    import ray
+
+    ray.shutdown()  # as a command starts: not connected yet (connected, `connect` leaves the connection as it is)
     out = tmp_path / "out"
     assert main(["demo", "--config", str(_config(tmp_path, **sweep)), "--out", str(out), *extra]) == 2
     err = capsys.readouterr().err.strip()
@@ -45,12 +48,18 @@ def test_unknown_section_and_missing_config_are_clear(tmp_path, capsys):
     assert "does not exist" in capsys.readouterr().err
 
 
-# the whole main job at a tiny size, then run again (everything continues, nothing is done twice): ~2 min
+# the whole main job at a tiny size, then run again (everything continues, nothing is done twice)
 def test_the_main_job_trains_sweeps_five_searchers_finetunes_and_writes_the_report(tmp_path, camvid_dir):
     data = yaml.safe_load((REPO / "configs" / "demo.yaml").read_text())
+    few_images = {"calibration_images": 8, "val_images": 8}
     data["supernet"]["training"].update(epochs=1, steps_per_epoch=3)
+    data["supernet"]["evaluation"].update(few_images)
     data["sweep"]["budget"] = 3
+    data["sweep"]["evaluation"].update(few_images)
+    data["sweep"]["latency"].update(resolution=64, repeats=2)
     data["finetune"]["recipe"].update(epochs=1, steps_per_epoch=2)
+    data["finetune"]["data"] = {"base_size": 96, "crop_size": [96, 128]}  # the supernet's size, not twice it
+    data["finetune"]["evaluation"] = few_images
     config = tmp_path / "demo.yaml"
     config.write_text(yaml.safe_dump(data))
     out = tmp_path / "demo"

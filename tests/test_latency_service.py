@@ -76,7 +76,7 @@ def test_a_killed_actor_is_replaced_and_no_request_is_lost(arm_node, tmp_path):
     killer = threading.Thread(target=kill_after_first_result)
     killer.start()
     widths = [16, 24, 32, 40, 48]
-    results = service.measure(requests(widths, resolution=256, layers=4))
+    results = service.measure(requests(widths, resolution=128, layers=4))
     killer.join()
     assert [r["arch_id"] for r in results] == [f"w{w}-l4" for w in widths]
     assert all(r["device"]["node_id"] == arm_node for r in results)

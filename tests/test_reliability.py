@@ -22,7 +22,6 @@ from raynas.sweep_folder import SweepFolder
 from trainables.tabular_benchmark import NB201Objective, NB201Settings
 
 NB201 = ["--accuracy-column", "cifar10_test_acc", "--latency-column", "lat_raspi4_ms"]
-FLAKY_DIR = "RAYNAS_TEST_FLAKY_DIR"
 
 
 def nb201_config(table, out, **fields) -> SweepConfig:
@@ -151,12 +150,12 @@ def test_killed_driver_resumes_every_run_without_re_evaluating(ray_local, nb201_
     import trainables
 
     monkeypatch.setitem(trainables.OBJECTIVES, "counting", "tests.test_reliability:CountingObjective")
-    budget, options, log = 15, {"cds": {"start_samples": 4}}, tmp_path / "evaluations.txt"
+    budget, options, log = 10, {"cds": {"start_samples": 4}}, tmp_path / "evaluations.txt"
     argv = ["--benchmark", "counting", "--table", str(nb201_table), *NB201, "--searchers", "cds,evolution,random",
             "--seeds", "2", "--budget", str(budget), "--max-concurrent-trials", "1", "--eval-seconds", "0.3",
             "--searcher-options", json.dumps(options)]
     out = tmp_path / "killed"
-    _kill_mid_sweep([*argv, "--config", _yaml(tmp_path, {"log_file": str(log)})], out, finished=25)
+    _kill_mid_sweep([*argv, "--config", _yaml(tmp_path, {"log_file": str(log)})], out, finished=16)
     finished_before = {(e["searcher"], e["seed"], e["arch_id"]) for e in _journal(out)}
     assert len(finished_before) < 6 * budget  # killed with runs in flight
 
@@ -238,15 +237,20 @@ def test_a_dead_address_is_one_clear_error_before_ray_is_asked(nb201_table, tmp_
     assert not (tmp_path / "o").exists()
 
 
+class FlakySettings(NB201Settings):
+    marker_dir: str  # a marker file per trial here remembers its first attempt
+
+
 class FlakyObjective(NB201Objective):
     """NB201, but a trial's first attempt raises (a marker file per trial remembers it)."""
 
     name = "flaky"
+    Settings = FlakySettings
 
     def evaluate(self, config):
         from ray import tune
 
-        marker = Path(os.environ[FLAKY_DIR]) / tune.get_context().get_trial_id()
+        marker = Path(self.settings.marker_dir) / tune.get_context().get_trial_id()
         if not marker.exists():
             marker.write_text("failed once")
             raise RuntimeError("a flaky evaluation")
@@ -257,21 +261,20 @@ def test_a_trial_that_raises_is_retried_and_recorded(ray_local, nb201_table, tmp
     import trainables
 
     monkeypatch.setitem(trainables.OBJECTIVES, "flaky", "tests.test_reliability:FlakyObjective")
-    monkeypatch.setenv(FLAKY_DIR, str(tmp_path / "markers"))
     (tmp_path / "markers").mkdir()
-    common = {"benchmark": "flaky", "searchers": ["random"], "budget": 6}
+    common = {"benchmark": "flaky", "searchers": ["random"], "budget": 3, "marker_dir": str(tmp_path / "markers")}
 
     run_sweep(nb201_config(nb201_table, tmp_path / "retried", **common, max_failures=1), progress=quiet())
     trials, _ = load_results(tmp_path / "retried")
-    assert len(trials) == 6 and trials["feasible"].all() and trials["accuracy"].gt(0).all()
-    assert len(list(SweepFolder(tmp_path / "retried").experiment.glob("*/error.txt"))) == 6  # each first failure
+    assert len(trials) == 3 and trials["feasible"].all() and trials["accuracy"].gt(0).all()
+    assert len(list(SweepFolder(tmp_path / "retried").experiment.glob("*/error.txt"))) == 3  # each first failure
 
     lines = []
     progress = quiet()
     progress.line = lines.append
     path = run_sweep(nb201_config(nb201_table, tmp_path / "failing", **common, max_failures=0), progress=progress)
     assert not path.exists()  # every trial failed: the sweep ends cleanly and says so
-    assert any("0 feasible" in line and "6 FAILED" in line for line in lines)
+    assert any("0 feasible" in line and "3 FAILED" in line for line in lines)
 
 
 def test_a_state_file_cut_off_by_a_kill_is_put_back_from_the_drivers_staging_copy(tmp_path, monkeypatch):

@@ -21,6 +21,7 @@ from raynas.errors import UserError
 from raynas.progress import Progress
 from raynas.settings import read_sections
 from raynas.sweep import run_sweep
+from tests.conftest import local_ray_address
 from raynas.sweep_folder import SweepFolder
 from search_spaces.nb201 import TabularBenchmark
 
@@ -33,8 +34,9 @@ def sweep_config(table, out, **fields) -> SweepConfig:
 
 
 @pytest.fixture(scope="module")
-def small_sweep(ray_local, nb201_table, tmp_path_factory):
+def small_sweep(nb201_table, tmp_path_factory):
     """cds, optuna and random, two seeds, 8 feasible evaluations each under lat <= 15 ms."""
+    local_ray_address()
     out = tmp_path_factory.mktemp("sweep") / "s"
     lines = []
     run_sweep(sweep_config(nb201_table, out, searchers=["cds", "optuna", "random"], budget=8, seeds=2,
@@ -280,7 +282,6 @@ def _result_files(experiment: Path) -> int:
     return sum(1 for p in experiment.glob("*/result.json") if p.read_text().strip()) if experiment.is_dir() else 0
 
 
-@pytest.mark.slow  # a subprocess sweep, Ctrl+C, then the rest: about a minute on an idle 2-core machine
 def test_resume_continues_an_interrupted_sweep_without_re_evaluating(ray_local, nb201_table, tmp_path):
     out = tmp_path / "sweep"
     args = ["--table", str(nb201_table), *[x for k, v in COLUMNS.items() for x in ("--" + k.replace("_", "-"), v)],
