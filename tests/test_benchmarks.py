@@ -84,8 +84,9 @@ def test_every_script_is_covered():
 
 
 @pytest.fixture(scope="module")
-def script_runs(tiny_supernet, camvid_dir, nb201_table, tmp_path_factory) -> dict:
-    """Every script started on one of two lanes (see the module doc): its ``CompletedProcess`` to come."""
+def script_runs(request, tiny_supernet, camvid_dir, nb201_table, tmp_path_factory) -> dict:
+    """Every script this session's tests ask about, started on one of two lanes (see the module doc): its
+    ``CompletedProcess`` to come."""
     env = joining_env()
     env_alone = {k: v for k, v in env.items() if k != "RAY_ADDRESS"}
     tmp = tmp_path_factory.mktemp("benchmarks")
@@ -98,7 +99,9 @@ def script_runs(tiny_supernet, camvid_dir, nb201_table, tmp_path_factory) -> dic
                               env=env if script in SESSION_RAY else env_alone)
 
     lanes = {True: ThreadPoolExecutor(1), False: ThreadPoolExecutor(1)}
-    runs = {script: lanes[script in SESSION_RAY].submit(run, script) for script in sorted(set(SCRIPTS) - LIBRARY)}
+    asked = sorted({item.callspec.params["script"] for item in request.session.items
+                    if isinstance(item, pytest.Function) and item.originalname == "test_script_runs"})
+    runs = {script: lanes[script in SESSION_RAY].submit(run, script) for script in asked}
     yield runs
     for lane in lanes.values():
         lane.shutdown(cancel_futures=True)
