@@ -33,7 +33,7 @@ from pathlib import Path
 import numpy as np
 
 
-def spread(values: np.ndarray) -> float:
+def sample_std(values: np.ndarray) -> float:
     """The sample standard deviation; nan for one seed (no spread to estimate), without numpy's warnings."""
     return float(values.std(ddof=1)) if len(values) > 1 else float("nan")
 
@@ -117,9 +117,10 @@ def main() -> None:
     for name, cost in ((args.reference, ref_cost), ("cds", found_cost)):
         values = np.array(results[name])
         print(f"{name:>12}: {cost['flops'] / 1e9:.3f} GMACs, {cost['params'] / 1e6:.3f} M params; fine-tuned val mIoU "
-              f"{values.mean():.4f} +- {spread(values):.4f} over {len(values)} seeds {np.round(values, 4).tolist()}")
+              f"{values.mean():.4f} +- {sample_std(values):.4f} over {len(values)} seeds "
+              f"{np.round(values, 4).tolist()}")
     diff = np.array(results["cds"]) - np.array(results[args.reference])
-    print(f"paired difference (cds - {args.reference}): {diff.mean():+.4f} +- {spread(diff):.4f} "
+    print(f"paired difference (cds - {args.reference}): {diff.mean():+.4f} +- {sample_std(diff):.4f} "
           f"{np.round(diff, 4).tolist()}; sign-flip test p = {sign_flip_p(diff):.3f}")
 
 

@@ -21,9 +21,9 @@ from raynas.errors import UserError
 from raynas.progress import Progress
 from raynas.settings import read_sections
 from raynas.sweep import run_sweep
-from tests.conftest import local_ray_address
 from raynas.sweep_folder import SweepFolder
 from search_spaces.nb201 import TabularBenchmark
+from tests.conftest import local_ray_address
 
 COLUMNS = dict(accuracy_column="cifar10_test_acc", latency_column="lat_raspi4_ms")
 DIMS = ["edge_1_0", "edge_2_0", "edge_2_1", "edge_3_0", "edge_3_1", "edge_3_2"]
