@@ -364,8 +364,9 @@ def staged_states(path: Path, name: str = "experiment_state-*.json") -> list[Pat
     """This sweep's experiment states called ``name`` (a glob) in the drivers' staging folders under Ray's temp
     dir, where Tune writes each save before copying it into the experiment folder ``path``: readable ones that
     name this sweep's folder (its storage path, plain or hex-encoded)."""
-    pattern = os.path.join(tempfile.gettempdir(), "ray", "session_*", "artifacts", "*", path.name,
-                           "driver_artifacts", name)
+    # Ray's temp dir on this machine: RAY_TMPDIR, else the system's (TMPDIR, else /tmp), as Ray chooses it
+    temp = os.environ.get("RAY_TMPDIR") or tempfile.gettempdir()
+    pattern = os.path.join(temp, "ray", "session_*", "artifacts", "*", path.name, "driver_artifacts", name)
     marks = (str(path.parent), str(path.parent).encode().hex())
     return [staged for staged in map(Path, glob.glob(pattern))
             if _readable_json(staged) and any(mark in staged.read_text() for mark in marks)]

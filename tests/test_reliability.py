@@ -277,13 +277,19 @@ def test_a_trial_that_raises_is_retried_and_recorded(ray_local, nb201_table, tmp
     assert any("0 feasible" in line and "3 FAILED" in line for line in lines)
 
 
-def test_a_state_file_cut_off_by_a_kill_is_put_back_from_the_drivers_staging_copy(tmp_path, monkeypatch):
+@pytest.mark.parametrize("ray_tmpdir", [False, True])
+def test_a_state_file_cut_off_by_a_kill_is_put_back_from_the_drivers_staging_copy(tmp_path, monkeypatch, ray_tmpdir):
     import tempfile
 
     from raynas.errors import UserError
     from raynas.sweep import repair_torn_state
 
+    # Ray's temp dir: the system's, or RAY_TMPDIR where it is set
     monkeypatch.setattr(tempfile, "tempdir", str(tmp_path / "tmp"))
+    if ray_tmpdir:
+        monkeypatch.setenv("RAY_TMPDIR", str(tmp_path / "ray_tmp"))
+    else:
+        monkeypatch.delenv("RAY_TMPDIR", raising=False)
     experiment = tmp_path / "sweep" / "tune"
     experiment.mkdir(parents=True)
     session = "2026-01-01_00-00-00"
@@ -293,7 +299,8 @@ def test_a_state_file_cut_off_by_a_kill_is_put_back_from_the_drivers_staging_cop
     with pytest.raises(UserError, match="cut off when the sweep's driver died.*remove"):
         repair_torn_state(experiment)
 
-    staging = tmp_path / "tmp" / "ray" / "session_1" / "artifacts" / "2026-01-01" / "tune" / "driver_artifacts"
+    root = tmp_path / ("ray_tmp" if ray_tmpdir else "tmp")
+    staging = root / "ray" / "session_1" / "artifacts" / "2026-01-01" / "tune" / "driver_artifacts"
     staging.mkdir(parents=True)
     (staging / f"experiment_state-{session}.json").write_text(state)
     (staging / f"searcher-state-{session}.pkl").write_bytes(b"new")
