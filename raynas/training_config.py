@@ -168,6 +168,14 @@ class ScalingSection(Section):
                               f"asks for GPU: {gpus:g} while {self.field(section, 'use_gpu')} is false; "
                               "set use_gpu: true, or drop GPU", self.resources_per_worker)
 
+    def runs_at_once(self, limit: int | None = None) -> int:
+        """``limit``, else how many runs of this scaling the connected cluster's CPUs hold now (at least 1): a
+        Tune trial per run beyond them would only start a Ray Train controller that waits for workers."""
+        import ray
+
+        per_run = self.num_workers * (self.resources_per_worker or {}).get("CPU", 1)
+        return limit or max(1, int(ray.cluster_resources().get("CPU", 1) // per_run))
+
     def trainer_configs(self):
         """``(TorchConfig, ScalingConfig)`` of a ``TorchTrainer``: NCCL between GPU workers, else gloo."""
         import ray.train

@@ -23,7 +23,7 @@ from raynas.settings import read_sections
 from raynas.sweep import run_sweep
 from raynas.sweep_folder import SweepFolder
 from search_spaces.nb201 import TabularBenchmark
-from tests.conftest import local_ray_address
+from tests.conftest import joining_env, local_ray_address
 
 COLUMNS = dict(accuracy_column="cifar10_test_acc", latency_column="lat_raspi4_ms")
 DIMS = ["edge_1_0", "edge_2_0", "edge_2_1", "edge_3_0", "edge_3_1", "edge_3_2"]
@@ -286,8 +286,8 @@ def test_resume_continues_an_interrupted_sweep_without_re_evaluating(ray_local, 
     out = tmp_path / "sweep"
     args = ["--table", str(nb201_table), *[x for k, v in COLUMNS.items() for x in ("--" + k.replace("_", "-"), v)],
             "--searchers", "cds,random", "--budget", "20", "--seeds", "2", "--eval-seconds", "0.5", "--out", str(out)]
-    proc = subprocess.Popen([sys.executable, "-m", "raynas", "sweep", *args],
-                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    proc = subprocess.Popen([sys.executable, "-m", "raynas", "sweep", *args],  # joining this session's Ray
+                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True, env=joining_env())
     try:
         deadline = time.time() + 240
         while _result_files(SweepFolder(out).experiment) < 15:

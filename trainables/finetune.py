@@ -96,6 +96,7 @@ class RecipeSearch(Section):
     grace_period: Whole(1) = 1  # epochs every trial gets
     reduction_factor: Whole(2) = 3
     seed: Whole(0) = 0  # of the recipes drawn: the same search again draws the same recipes
+    max_concurrent: Whole(1) | None = None  # trials at once; None: as many runs as the cluster's CPUs hold
 
 
 class FinetuneSettings(Section):
@@ -318,7 +319,8 @@ def search_recipe(job: dict, settings: FinetuneSettings, folder: Path, progress:
     else:
         tuner = tune.Tuner(trainable, param_space=space, tune_config=tune.TuneConfig(
             metric="val_miou", mode="max", num_samples=search.num_samples,
-            search_alg=BasicVariantGenerator(random_state=search.seed),
+            search_alg=BasicVariantGenerator(random_state=search.seed,
+                                             max_concurrent=settings.scaling.runs_at_once(search.max_concurrent)),
             scheduler=ASHAScheduler(max_t=max(search.epochs), grace_period=search.grace_period,
                                     reduction_factor=search.reduction_factor)),
             # QUIET_TUNE turns Tune's automatic loggers off; the JSON one is what get_dataframe() reads

@@ -135,7 +135,6 @@ class RankCheck:
 
     def run(self, progress: Progress) -> dict[str, Any]:
         """Fine-tune every chosen sub-network (finished ones are kept), then the correlations; the result."""
-        import ray
         from ray import tune
 
         from analysis.rank_correlation import rank_agreement
@@ -145,8 +144,7 @@ class RankCheck:
                                   test=False) for arch_id, m in self.models.items()}
         out.mkdir(parents=True, exist_ok=True)
         self.folder.rank_check_plan.write_text(json.dumps(self.plan(), indent=1))
-        per_run = settings.scaling.num_workers * (settings.scaling.resources_per_worker or {}).get("CPU", 1)
-        concurrent = settings.max_concurrent or max(1, int(ray.cluster_resources().get("CPU", 1) // per_run))
+        concurrent = settings.scaling.runs_at_once(settings.max_concurrent)
         trainable = tune.with_resources(tune.with_parameters(rank_trial, jobs=jobs, scaling=settings.scaling.dump(),
                                                              storage=str(out / "models")), DRIVER_TRIAL_RESOURCES)
         experiment = out / "tune"
