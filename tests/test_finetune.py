@@ -168,6 +168,9 @@ def test_asha_stops_poor_recipes_early(supernet_sweep, tmp_path):
     frame = ExperimentAnalysis(str(tmp_path / "models" / metrics["arch_id"] / "search")).dataframe()
     assert len(frame) == 4 and frame["training_iteration"].min() < 4  # ASHA stopped some before 4 epochs
     assert frame["training_iteration"].max() == 4 == metrics["epochs"]  # the best one ran to the end
+    # two runs at once, as many as the 2 CPUs hold (1 worker each): the others waited as trials, not as Train runs
+    starts, ends = frame["timestamp"] - frame["time_total_s"], frame["timestamp"]
+    assert max(((starts <= t) & (ends > t)).sum() for t in starts) == 2
 
 
 def test_bad_sweeps_are_one_clear_error_before_anything_runs(supernet_sweep, nb201_table, tmp_path, capsys):
