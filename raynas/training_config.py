@@ -168,13 +168,24 @@ class ScalingSection(Section):
                               f"asks for GPU: {gpus:g} while {self.field(section, 'use_gpu')} is false; "
                               "set use_gpu: true, or drop GPU", self.resources_per_worker)
 
+    def worker_resources(self) -> dict[str, float]:
+        """What Ray Train reserves for each worker: ``resources_per_worker``, by default 1 CPU, or 1 GPU (and no
+        CPU) with ``use_gpu``, which also adds 1 GPU where the resources name none."""
+        asks = dict(self.resources_per_worker or ({"GPU": 1} if self.use_gpu else {"CPU": 1}))
+        if self.use_gpu:
+            asks.setdefault("GPU", 1)
+        return asks
+
     def runs_at_once(self, limit: int | None = None) -> int:
-        """``limit``, else how many runs of this scaling the connected cluster's CPUs hold now (at least 1): a
-        Tune trial per run beyond them would only start a Ray Train controller that waits for workers."""
+        """``limit``, else how many runs of this scaling the connected cluster holds now (at least 1), each
+        resource counted: a Tune trial per run beyond them would only start a Ray Train controller that waits
+        for workers."""
         import ray
 
-        per_run = self.num_workers * (self.resources_per_worker or {}).get("CPU", 1)
-        return limit or max(1, int(ray.cluster_resources().get("CPU", 1) // per_run))
+        cluster = ray.cluster_resources()
+        fits = min(int(cluster.get(name, 0) // (amount * self.num_workers))
+                   for name, amount in self.worker_resources().items())
+        return limit or max(1, fits)
 
     def trainer_configs(self):
         """``(TorchConfig, ScalingConfig)`` of a ``TorchTrainer``: NCCL between GPU workers, else gloo."""

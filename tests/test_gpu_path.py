@@ -56,6 +56,22 @@ def test_cuda_without_a_gpu_is_one_clear_error(monkeypatch):
         torch_device("tpu")
 
 
+@pytest.mark.parametrize("scaling, runs", [
+    ({"num_workers": 2}, 8),  # 1 CPU a worker: 16 CPUs hold 8 runs of 2
+    ({"num_workers": 2, "resources_per_worker": {"CPU": 3}}, 2),
+    ({"num_workers": 1, "use_gpu": True}, 4),  # 1 GPU (no CPU) a worker: the 4 GPUs decide
+    ({"num_workers": 2, "use_gpu": True, "resources_per_worker": {"CPU": 2}}, 2),  # + 1 GPU each
+    ({"num_workers": 8, "use_gpu": True}, 1),  # more than the cluster: still one, which waits for its workers
+])
+def test_runs_at_once_counts_every_resource_a_run_reserves(monkeypatch, scaling, runs):
+    monkeypatch.setattr(ray, "cluster_resources", lambda: {"CPU": 16.0, "GPU": 4.0, "memory": 6e10})
+    section = ScalingSection(**scaling)
+    # what each worker reserves: as Ray Train's own ScalingConfig works it out
+    assert section.worker_resources() == section.trainer_configs()[1]._resources_per_worker_not_none
+    assert section.runs_at_once() == runs
+    assert section.runs_at_once(limit=3) == 3  # a setting's limit, where one is given
+
+
 def test_a_sub_network_evaluation_and_a_search_that_trains_run_where_the_trial_was_given_a_gpu(gpu_given, monkeypatch):
     from trainables.ssr_search import SSRObjective, SSRSettings
     from trainables.subnet_evaluation import SubnetEvaluation
