@@ -47,12 +47,38 @@ def connect(address: str | None = None, verbose: bool = False) -> None:
         except (OSError, ValueError) as err:
             raise UserError(f"--address: no Ray cluster answers at {address!r} ({err}); expected HOST:PORT of a "
                             f"head node, 'auto' on a cluster node, or none for a local Ray") from None
+    options = {"log_to_driver": verbose, "logging_level": logging.INFO if verbose else logging.ERROR}
+    if address is None:
+        from ray._private.services import canonicalize_bootstrap_address
+
+        # Ray's own choice: the cluster `ray start` left on this machine, else (None) a new local Ray
+        address = canonicalize_bootstrap_address(None) or "local"
+    if address == "local":
+        _start_local_ray(options)
+        return
     try:
-        # A local Ray keeps its dashboard: Ray's state API runs in it, and Ray Train relies on that API to free
-        # the placement group of a run whose controller died (a recipe trial that ASHA stopped, say).
-        ray.init(address=address, log_to_driver=verbose, logging_level=logging.INFO if verbose else logging.ERROR)
+        ray.init(address=address, **options)
     except ConnectionError as err:
         raise UserError(f"--address: cannot join a Ray cluster at {address!r} ({err})") from None
+
+
+def _start_local_ray(options: dict) -> None:
+    """A new private Ray on this machine, its processes told its address (``RAY_ADDRESS``).
+
+    It keeps its dashboard: Ray's state API runs in it, and Ray Train's placement-group cleaner asks that API
+    whether a run's controller died (a recipe trial that ASHA stopped, say) to free the run's workers' CPUs.
+    The cleaner finds the API from ``RAY_ADDRESS``, else by looking for Ray on the machine; where a second Ray
+    runs (another command's private one), that look fails, the CPUs stay reserved and later runs wait forever.
+    """
+    import ray
+    import ray.util
+
+    with socket.socket() as probe:  # a free port for the new Ray's GCS, so its address is known before it starts
+        probe.bind(("", 0))
+        port = probe.getsockname()[1]
+    address = f"{ray.util.get_node_ip_address()}:{port}"
+    with tune_environment(RAY_GCS_SERVER_PORT=str(port), RAY_ADDRESS=address):  # inherited by Ray's processes
+        ray.init(address="local", **options)
 
 
 # What a Tune trial that only drives a Ray Train run asks for: no CPU, so that its run's workers can have every
@@ -66,7 +92,8 @@ QUIET_TUNE = {"RAY_AIR_NEW_OUTPUT": "0", "TUNE_DISABLE_AUTO_CALLBACK_LOGGERS": "
 
 @contextlib.contextmanager
 def tune_environment(**variables: str) -> Iterator[None]:
-    """Tune's knobs that are environment variables read when an experiment runs, set for its duration."""
+    """Environment variables set for a duration: Tune's knobs read when an experiment runs, Ray's when a local
+    Ray starts."""
     before = {name: os.environ.get(name) for name in variables}
     os.environ.update(variables)
     try:

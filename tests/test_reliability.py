@@ -242,6 +242,37 @@ def test_a_dead_address_is_one_clear_error_before_ray_is_asked(nb201_table, tmp_
     assert not (tmp_path / "o").exists()
 
 
+
+OWN_RAY = """
+import json, ray
+from raynas.cluster import connect
+
+connect(None)
+
+@ray.remote
+def ask():
+    import os
+    from ray.util.state import list_actors
+    try:
+        return os.environ.get("RAY_ADDRESS"), len(list_actors())
+    except Exception as err:
+        return os.environ.get("RAY_ADDRESS"), repr(err)
+
+print(json.dumps([ray.get_runtime_context().gcs_address, *ray.get(ask.remote())]))
+"""
+
+
+def test_a_commands_local_ray_finds_itself_beside_another_ray(ray_local):
+    """A command without an address starts a private Ray; beside another private Ray (this session's), Ray's
+    state API, which Ray Train's placement-group cleaner calls from inside the cluster to free a dead run's
+    CPUs, still finds the command's own Ray (by looking around, it finds two and gives up)."""
+    env = {k: v for k, v in os.environ.items() if k != "RAY_ADDRESS"}
+    run = subprocess.run([sys.executable, "-c", OWN_RAY], env=env, capture_output=True, text=True, timeout=180)
+    assert run.returncode == 0, run.stderr[-3000:]
+    own, told, actors = json.loads(run.stdout.splitlines()[-1])
+    assert own != ray_local.get_runtime_context().gcs_address  # a Ray of its own, beside this session's
+    assert told == own and isinstance(actors, int), actors
+
 class FlakySettings(NB201Settings):
     marker_dir: str  # a marker file per trial here remembers its first attempt
 
