@@ -182,10 +182,12 @@ class ScalingSection(Section):
         for workers."""
         import ray
 
+        if limit:
+            return limit
         cluster = ray.cluster_resources()
         fits = min(int(cluster.get(name, 0) // (amount * self.num_workers))
                    for name, amount in self.worker_resources().items())
-        return limit or max(1, fits)
+        return max(1, fits)
 
     def trainer_configs(self):
         """``(TorchConfig, ScalingConfig)`` of a ``TorchTrainer``: NCCL between GPU workers, else gloo."""

@@ -96,7 +96,7 @@ class RecipeSearch(Section):
     grace_period: Whole(1) = 1  # epochs every trial gets
     reduction_factor: Whole(2) = 3
     seed: Whole(0) = 0  # of the recipes drawn: the same search again draws the same recipes
-    max_concurrent: Whole(1) | None = None  # trials at once; None: as many runs as the cluster's CPUs hold
+    max_concurrent: Whole(1) | None = None  # trials at once; None: as many runs as the cluster holds
 
 
 class FinetuneSettings(Section):

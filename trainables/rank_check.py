@@ -51,7 +51,7 @@ class RankCheckSettings(Section):
     data: dict[str, Any] = Field(default_factory=dict)  # changes to the supernet's data section (e.g. base_size)
     evaluation: EvaluationSection = Field(default_factory=lambda: EvaluationSection(calibration_images=32))
     scaling: ScalingSection = Field(default_factory=ScalingSection)  # Ray Train workers of one fine-tuning run
-    max_concurrent: Whole(1) | None = None  # fine-tuning runs at once; None: as many as the cluster's CPUs hold
+    max_concurrent: Whole(1) | None = None  # fine-tuning runs at once; None: as many as the cluster holds
     resamples: Whole(100) = 2000  # bootstrap resamples of the intervals
 
 
